@@ -1,0 +1,52 @@
+# The two front doors: `make demo` and `make test`. Both set themselves up on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+DEBS := bubblewrap
+
+.PHONY: test lint typecheck imports pytest demo setup debs clean bench
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# Debian packages the tests and the demo need (bubblewrap: the local launcher's sandbox).
+debs:
+	@missing=""; for p in $(DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: setup
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+imports: setup
+	$(BIN)/lint-imports
+
+# pytest exits 5 when it collected nothing: that is a failure here, as is any other non-zero code.
+pytest: setup debs
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: setup debs lint typecheck imports pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_nostr.py
+
+demo: setup debs
+	$(BIN)/python -m dvm.demo
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

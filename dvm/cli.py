@@ -1,0 +1,72 @@
+"""The ``cdvm`` command.
+
+Subcommands today: ``keygen`` (a new Nostr key into a 0600 file) and ``relay`` (the embedded
+development relay in the foreground). Exit codes: 0 ok, 1 failure, 2 usage. ``sys.exit`` is
+called here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from dvm.nostr.keys import SecretKey
+from dvm.nostr.nip19 import encode_npub, encode_nsec
+
+__all__ = ["main"]
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    if path.exists() and not args.force:
+        print(f"cdvm keygen: {path} exists; pass --force to overwrite", file=sys.stderr)
+        return 1
+    key = SecretKey.generate(secrets.token_bytes)
+    try:
+        # O_EXCL-free but mode-first: the file is created 0600 before any byte of the key lands.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(encode_nsec(key) + "\n")
+    finally:
+        npub = encode_npub(key.public_key)
+        key.wipe()
+    print(npub)
+    return 0
+
+
+def _cmd_relay(args: argparse.Namespace) -> int:
+    from dvm.embedded_relay import run_foreground  # noqa: PLC0415 - optional extra `relay`
+
+    return run_foreground(port=args.port, data_dir=Path(args.data), host=args.host)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cdvm", description="confidential-dvm")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    keygen = sub.add_parser("keygen", help="write a new Nostr secret key (nsec) to a 0600 file")
+    keygen.add_argument("--out", required=True, help="file to write the nsec to")
+    keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
+    keygen.set_defaults(func=_cmd_keygen)
+
+    relay = sub.add_parser("relay", help="run the embedded development relay in the foreground")
+    relay.add_argument("--port", type=int, default=7447, help="TCP port (default 7447)")
+    relay.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
+    relay.add_argument("--data", default="./data/relay", help="directory for the relay database")
+    relay.set_defaults(func=_cmd_relay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    code: int = args.func(args)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
