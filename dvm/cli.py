@@ -26,8 +26,8 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         return 1
     key = SecretKey.generate(secrets.token_bytes)
     try:
-        # O_EXCL-free but mode-first: the file is created 0600 before any byte of the key lands.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        # Mode first: the file is 0600 before any byte of the key lands; never follow a symlink.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
         fd = os.open(path, flags, 0o600)
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w", encoding="ascii") as handle:
