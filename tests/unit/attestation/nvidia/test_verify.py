@@ -1,0 +1,273 @@
+"""attestation.nvidia.verify: chain, signature and nonce, on NVIDIA's sample and a fake GPU."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtensionOID, NameOID
+from hypothesis import given
+from hypothesis import strategies as st
+
+from attestation.errors import (
+    AttestationError,
+    BindingMismatch,
+    ChainError,
+    ParseError,
+    SignatureInvalid,
+)
+from attestation.nvidia.roots import DEVICE_IDENTITY_CA_SHA256, corim_signing_root_ca
+from attestation.nvidia.spdm import parse_gpu_report
+from attestation.nvidia.verify import (
+    parse_cert_chain,
+    verify_cert_chain,
+    verify_gpu_evidence,
+    verify_gpu_report,
+)
+
+NONCE = bytes(range(32))
+NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+
+
+def _flip(data: bytes, offset: int) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= 0x01
+    return bytes(out)
+
+
+def _pem(certs) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+# --- NVIDIA's sample -------------------------------------------------------------------------
+
+
+def test_sample_verifies(sample_report: bytes, sample_chain_pem: bytes, spdm) -> None:
+    verified = verify_gpu_evidence(
+        sample_report, sample_chain_pem, expected_nonce=spdm.sample_nonce, now=spdm.sample_now
+    )
+    assert verified.nonce == spdm.sample_nonce
+    assert verified.driver_version == "550.90.07"
+    assert verified.vbios_version == "96.00.9f.00.01"
+    assert len(verified.blocks) == 64
+    assert verified.operation == 0xFF
+    assert "CN=GH100 A01 GSP FMC LF" in verified.leaf_subject
+    assert verified.root_fingerprint_sha256 == DEVICE_IDENTITY_CA_SHA256
+    assert verified.block(64) is not None
+    assert verified.block(65) is None
+
+
+def test_wrong_expected_nonce_is_binding_mismatch(sample_report, sample_chain_pem, spdm) -> None:
+    with pytest.raises(BindingMismatch, match="not the expected"):
+        verify_gpu_evidence(
+            sample_report,
+            sample_chain_pem,
+            expected_nonce=_flip(spdm.sample_nonce, 0),
+            now=spdm.sample_now,
+        )
+
+
+def test_expected_nonce_of_wrong_length(sample_report, sample_chain_pem, spdm) -> None:
+    with pytest.raises(BindingMismatch, match="16 bytes"):
+        verify_gpu_evidence(
+            sample_report, sample_chain_pem, expected_nonce=b"\x00" * 16, now=spdm.sample_now
+        )
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [
+        pytest.param(4, id="request-nonce"),
+        pytest.param(37 + 8 + 4 + 20, id="measurement"),
+        pytest.param(4117 - 200, id="opaque-data"),
+        pytest.param(4117 - 96, id="signature-r"),
+        pytest.param(4117 - 1, id="signature-s"),
+    ],
+)
+def test_flipped_byte_is_signature_invalid(sample_report, sample_chain_pem, spdm, offset) -> None:
+    with pytest.raises(SignatureInvalid):
+        verify_gpu_evidence(
+            _flip(sample_report, offset),
+            sample_chain_pem,
+            expected_nonce=spdm.sample_nonce,
+            now=spdm.sample_now,
+        )
+
+
+def test_chain_without_root_still_chains_to_the_pin(sample_report, sample_chain, spdm) -> None:
+    verified = verify_gpu_report(
+        parse_gpu_report(sample_report),
+        sample_chain[:4],
+        expected_nonce=spdm.sample_nonce,
+        now=spdm.sample_now,
+    )
+    assert verified.root_fingerprint_sha256 == DEVICE_IDENTITY_CA_SHA256
+
+
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        pytest.param(slice(0, 3), "not a pinned root", id="truncated-to-3"),
+        pytest.param(slice(0, 1), "not a pinned root", id="leaf-only"),
+        pytest.param(slice(0, 0), "empty", id="empty"),
+        pytest.param(slice(4, 5), "only the root", id="root-only"),
+        pytest.param(slice(1, 5), "is a CA", id="leaf-dropped"),
+    ],
+)
+def test_truncated_chain_is_chain_error(sample_report, sample_chain, spdm, keep, message) -> None:
+    with pytest.raises(ChainError, match=message):
+        verify_gpu_report(
+            parse_gpu_report(sample_report),
+            sample_chain[keep],
+            expected_nonce=spdm.sample_nonce,
+            now=spdm.sample_now,
+        )
+
+
+def test_gapped_chain_is_chain_error(sample_chain, spdm) -> None:
+    leaf, _brom, ica, gh100, root = sample_chain
+    with pytest.raises(ChainError, match="does not validate"):
+        verify_cert_chain([leaf, ica, gh100, root], now=spdm.sample_now)
+
+
+@pytest.mark.parametrize("order", [(0, 2, 1, 3, 4), (0, 1, 2, 2, 3, 4)], ids=["swapped", "extra"])
+def test_reordered_or_padded_chain_is_chain_error(sample_chain, spdm, order) -> None:
+    """The path builder would find a way through; the supplied order must be the path."""
+    with pytest.raises(ChainError, match="leaf-to-root order"):
+        verify_cert_chain([sample_chain[i] for i in order], now=spdm.sample_now)
+
+
+def test_sample_before_validity_is_chain_error(sample_chain) -> None:
+    with pytest.raises(ChainError, match=r"certificate 2 .*not at 2022-02-28"):
+        verify_cert_chain(sample_chain, now=datetime.datetime(2022, 2, 28, tzinfo=datetime.UTC))
+
+
+def test_other_pinned_root_is_chain_error(sample_chain, spdm) -> None:
+    with pytest.raises(ChainError, match="not a pinned root"):
+        verify_cert_chain(
+            sample_chain, now=spdm.sample_now, trusted_roots=[corim_signing_root_ca()]
+        )
+
+
+def test_naive_now_is_refused(sample_chain) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        verify_cert_chain(sample_chain, now=datetime.datetime(2025, 1, 1))
+
+
+def test_garbage_chain_pem_is_parse_error() -> None:
+    with pytest.raises(ParseError, match="not PEM"):
+        parse_cert_chain(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+
+
+@given(st.binary(max_size=300))
+def test_garbage_chain_raises_only_our_errors(data: bytes) -> None:
+    with contextlib.suppress(AttestationError):
+        parse_cert_chain(data)
+
+
+# --- a fake GPU: every path without NVIDIA's keys ---------------------------------------------
+
+
+def test_fake_gpu_verifies_under_its_own_root(spdm, fake_signer) -> None:
+    report = spdm.signed_report(fake_signer, NONCE, [spdm.block(1, b"\x07" * 48)])
+    verified = verify_gpu_evidence(
+        report,
+        _pem(fake_signer.chain),
+        expected_nonce=NONCE,
+        now=NOW,
+        trusted_roots=[fake_signer.root],
+    )
+    assert verified.block(1).value == b"\x07" * 48  # type: ignore[union-attr]
+    assert verified.root_fingerprint_sha256 == fake_signer.root.fingerprint(hashes.SHA256())
+
+
+def test_fake_gpu_is_not_trusted_by_default(spdm, fake_signer) -> None:
+    report = spdm.signed_report(fake_signer, NONCE, [spdm.block(1, b"\x07" * 48)])
+    with pytest.raises(ChainError, match="not a pinned root"):
+        verify_gpu_evidence(report, _pem(fake_signer.chain), expected_nonce=NONCE, now=NOW)
+
+
+def test_impostor_root_with_the_same_name_is_chain_error(spdm, fake_signer) -> None:
+    impostor = spdm.make_signer()  # same subject names, different keys
+    with pytest.raises(ChainError, match="does not validate"):
+        verify_cert_chain(impostor.chain[:2], now=NOW, trusted_roots=[fake_signer.root])
+
+
+def test_expired_leaf_is_chain_error(spdm) -> None:
+    signer = spdm.make_signer(leaf_not_after=datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC))
+    with pytest.raises(ChainError, match="certificate 0 "):
+        verify_cert_chain(signer.chain, now=NOW, trusted_roots=[signer.root])
+
+
+def test_leaf_without_p384_key_is_chain_error(spdm) -> None:
+    signer = spdm.make_signer(leaf_curve=ec.SECP256R1())
+    report = spdm.request(NONCE) + spdm.response([spdm.block(1, b"x")]) + b"\x01" * 96
+    with pytest.raises(ChainError, match="P-384"):
+        verify_gpu_evidence(
+            report, _pem(signer.chain), expected_nonce=NONCE, now=NOW, trusted_roots=[signer.root]
+        )
+
+
+def test_signature_by_another_key_is_signature_invalid(spdm, fake_signer) -> None:
+    other = spdm.make_signer()
+    report = spdm.signed_report(other, NONCE, [spdm.block(1, b"\x07" * 48)])
+    with pytest.raises(SignatureInvalid, match="does not verify"):
+        verify_gpu_evidence(
+            report,
+            _pem(fake_signer.chain),
+            expected_nonce=NONCE,
+            now=NOW,
+            trusted_roots=[fake_signer.root],
+        )
+
+
+def test_hand_built_report_without_nonce_is_binding_mismatch(spdm, fake_signer) -> None:
+    """A caller-built report whose request carries no nonce proves no freshness."""
+    report = parse_gpu_report(spdm.signed_report(fake_signer, NONCE, [spdm.block(1, b"x")]))
+    unsigned_request = type(report.request)(
+        version=0x11, param1=0, operation=0xFF, nonce=None, slot_id=None, raw=report.request.raw
+    )
+    with pytest.raises(BindingMismatch, match="no nonce"):
+        verify_gpu_report(
+            type(report)(request=unsigned_request, response=report.response),
+            fake_signer.chain,
+            expected_nonce=NONCE,
+            now=NOW,
+            trusted_roots=[fake_signer.root],
+        )
+
+
+def test_leaf_ca_flag_refused_even_if_signed(spdm) -> None:
+    signer = spdm.make_signer()
+    # The intermediate is a CA: presenting it as the leaf must fail before any signature check.
+    with pytest.raises(ChainError, match="is a CA"):
+        verify_cert_chain(signer.chain[1:], now=NOW, trusted_roots=[signer.root])
+
+
+def test_leaf_with_malformed_extension_is_chain_error(fake_signer) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "BROKEN LEAF")]))
+        .issuer_name(fake_signer.root.subject)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))
+        .not_valid_after(datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.BASIC_CONSTRAINTS, b"\x01\x02"), critical=True
+        )
+        .sign(key, hashes.SHA384())
+    )
+    with pytest.raises(ChainError, match="malformed extension"):
+        verify_cert_chain([leaf, fake_signer.root], now=NOW, trusted_roots=[fake_signer.root])
+
+
+def test_parse_cert_chain_round_trip(fake_signer) -> None:
+    chain = parse_cert_chain(_pem(fake_signer.chain))
+    assert [c.subject for c in chain] == [c.subject for c in fake_signer.chain]
+    assert all(isinstance(c, x509.Certificate) for c in chain)
