@@ -30,6 +30,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from .errors import CodecError, NostrError
 from .event import Event, Tags, UnsignedEvent
@@ -244,20 +245,6 @@ class JobRequest:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _RequestTags:
-    provider: str
-    tee: str
-    nonce: str
-    params: tuple[tuple[str, str], ...]
-    session: str | None
-    relays: tuple[str, ...]
-    expiration: int | None
-    output: str | None
-    bid_msat: int | None
-    inputs: tuple[JobInput, ...]
-
-
 def _parse_cdvm_nonce(tags: Tags) -> str:
     # Two items: the cdvm freshness nonce. Three items: NIP-13 proof of work (see nip13.py).
     cdvm = [t for t in _named(tags, "nonce") if len(t) != 3]
@@ -313,7 +300,8 @@ def _parse_relays(tags: Tags) -> tuple[str, ...]:
     return relays
 
 
-def _parse_request_tags(tags: Tags, content: str) -> _RequestTags:
+def _request_fields(tags: Tags, content: str) -> dict[str, Any]:
+    """The typed fields of a request's tags (the keyword arguments of :class:`JobRequest`)."""
     if _named(tags, "encrypted"):
         raise CodecError("cdvm requests must not carry 'encrypted' params")
     if content:
@@ -325,18 +313,18 @@ def _parse_request_tags(tags: Tags, content: str) -> _RequestTags:
     tee = _exactly_one(tags, "tee", 2)[1]
     if not tee:
         raise CodecError("'tee' tag is empty")
-    return _RequestTags(
-        provider=_single_p(tags, "provider"),
-        tee=tee,
-        nonce=_parse_cdvm_nonce(tags),
-        params=_parse_params(tags),
-        session=_pubkey_hex(session_tag[1], "'session' tag") if session_tag else None,
-        relays=_parse_relays(tags),
-        expiration=_decimal(expiration_tag[1], "'expiration'") if expiration_tag else None,
-        output=output_tag[1] if output_tag else None,
-        bid_msat=_decimal(bid_tag[1], "'bid'") if bid_tag else None,
-        inputs=_parse_inputs(tags),
-    )
+    return {
+        "provider": _single_p(tags, "provider"),
+        "tee": tee,
+        "nonce": _parse_cdvm_nonce(tags),
+        "params": _parse_params(tags),
+        "session": _pubkey_hex(session_tag[1], "'session' tag") if session_tag else None,
+        "relays": _parse_relays(tags),
+        "expiration": _decimal(expiration_tag[1], "'expiration'") if expiration_tag else None,
+        "output": output_tag[1] if output_tag else None,
+        "bid_msat": _decimal(bid_tag[1], "'bid'") if bid_tag else None,
+        "inputs": _parse_inputs(tags),
+    }
 
 
 def build_job_request(
@@ -380,7 +368,7 @@ def build_job_request(
     tags += [item.to_tag() for item in inputs]
     tags += [tuple(t) for t in extra_tags]
     unsigned = UnsignedEvent(requester.hex(), created_at, kind, tuple(tags), "")
-    _parse_request_tags(unsigned.tags, unsigned.content)
+    _request_fields(unsigned.tags, unsigned.content)
     return unsigned
 
 
@@ -388,20 +376,7 @@ def parse_job_request(event: Event) -> JobRequest:
     """Parse a verified kind 5000-5999 event as a cdvm/1 job request, or raise CodecError."""
     if event.kind not in JOB_REQUEST_KINDS:
         raise CodecError(f"kind {event.kind} is not a job request (5000-5999)")
-    fields = _parse_request_tags(event.tags, event.content)
-    return JobRequest(
-        event=event,
-        provider=fields.provider,
-        tee=fields.tee,
-        nonce=fields.nonce,
-        params=fields.params,
-        session=fields.session,
-        relays=fields.relays,
-        expiration=fields.expiration,
-        output=fields.output,
-        bid_msat=fields.bid_msat,
-        inputs=fields.inputs,
-    )
+    return JobRequest(event=event, **_request_fields(event.tags, event.content))
 
 
 # --- job result ------------------------------------------------------------------------------
@@ -506,19 +481,8 @@ class JobFeedback:
         return self.event.content
 
 
-@dataclass(frozen=True, slots=True)
-class _FeedbackTags:
-    request_id: str
-    requester: str
-    status: FeedbackStatus
-    reason: ErrorReason | None
-    extra: str
-    container: str | None
-    destroyed: bool
-    amount_msat: int | None
-
-
-def _parse_feedback_tags(tags: Tags) -> _FeedbackTags:
+def _feedback_fields(tags: Tags) -> dict[str, Any]:
+    """The typed fields of a feedback's tags (the keyword arguments of :class:`JobFeedback`)."""
     status_tags = _named(tags, "status")
     if len(status_tags) != 1:
         raise CodecError(f"expected exactly one 'status' tag, found {len(status_tags)}")
@@ -543,16 +507,16 @@ def _parse_feedback_tags(tags: Tags) -> _FeedbackTags:
             raise CodecError("'destroyed' tag must be ['destroyed', 'true']")
         if status not in (FeedbackStatus.SUCCESS, FeedbackStatus.ERROR):
             raise CodecError("'destroyed' only ends a job: status must be success or error")
-    return _FeedbackTags(
-        request_id=_single_e(tags),
-        requester=_single_p(tags, "requester"),
-        status=status,
-        reason=reason,
-        extra=extra,
-        container=_pubkey_hex(container_tag[1], "'container' tag") if container_tag else None,
-        destroyed=destroyed_tag is not None,
-        amount_msat=_amount(tags),
-    )
+    return {
+        "request_id": _single_e(tags),
+        "requester": _single_p(tags, "requester"),
+        "status": status,
+        "reason": reason,
+        "extra": extra,
+        "container": _pubkey_hex(container_tag[1], "'container' tag") if container_tag else None,
+        "destroyed": destroyed_tag is not None,
+        "amount_msat": _amount(tags),
+    }
 
 
 def build_job_feedback(
@@ -588,7 +552,7 @@ def build_job_feedback(
     if destroyed:
         tags.append(("destroyed", "true"))
     unsigned = UnsignedEvent(author.hex(), created_at, FEEDBACK_KIND, tuple(tags), content)
-    _parse_feedback_tags(unsigned.tags)
+    _feedback_fields(unsigned.tags)
     return unsigned
 
 
@@ -596,15 +560,4 @@ def parse_job_feedback(event: Event) -> JobFeedback:
     """Parse a verified kind-7000 event as cdvm/1 feedback, or raise CodecError."""
     if event.kind != FEEDBACK_KIND:
         raise CodecError(f"kind {event.kind} is not job feedback (7000)")
-    fields = _parse_feedback_tags(event.tags)
-    return JobFeedback(
-        event=event,
-        request_id=fields.request_id,
-        requester=fields.requester,
-        status=fields.status,
-        reason=fields.reason,
-        extra=fields.extra,
-        container=fields.container,
-        destroyed=fields.destroyed,
-        amount_msat=fields.amount_msat,
-    )
+    return JobFeedback(event=event, **_feedback_fields(event.tags))
