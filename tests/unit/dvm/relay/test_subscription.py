@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from dvm.nostr.event import Event, UnsignedEvent
+from dvm.nostr.filters import Filter
+from dvm.nostr.keys import SecretKey
+from dvm.nostr.messages import Reason
+from dvm.relay.subscription import RecentIds, Subscription
+
+KEY = SecretKey(bytes.fromhex("44" * 32))
+
+
+def event(n: int) -> Event:
+    return UnsignedEvent(KEY.public_key.hex(), 1000 + n, 1, (), str(n)).sign(
+        KEY, aux_rand=bytes(32)
+    )
+
+
+def test_recent_ids_is_a_bounded_lru() -> None:
+    ids = RecentIds(2)
+    assert ids.add("a")
+    assert ids.add("b")
+    assert not ids.add("a")  # refreshes a
+    assert ids.add("c")  # evicts b, the least recently seen
+    assert "a" in ids
+    assert "c" in ids
+    assert "b" not in ids
+    assert len(ids) == 2
+
+
+async def _noop(_: Subscription) -> None:
+    return None
+
+
+def make_sub(maxsize: int = 3) -> Subscription:
+    return Subscription(
+        "s",
+        (Filter(),),
+        frozenset({"ws://a", "ws://b"}),
+        queue_maxsize=maxsize,
+        dedup_capacity=100,
+        on_close=_noop,
+    )
+
+
+@pytest.mark.asyncio
+async def test_drop_oldest_when_full_and_dedup() -> None:
+    sub = make_sub()
+    events = [event(i) for i in range(5)]
+    for e in events:
+        sub._deliver(e)
+    sub._deliver(events[4])
+    assert sub.dropped_count == 2
+    assert sub.duplicate_count == 1
+    assert [sub.get_nowait() for _ in range(3)] == events[2:]
+    assert sub.get_nowait() is None
+
+
+@pytest.mark.asyncio
+async def test_eose_and_closed_end_the_iteration() -> None:
+    sub = make_sub()
+    waiter = asyncio.create_task(sub.wait_eose(timeout_s=5))
+    sub._mark_eose("ws://a")
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    sub._mark_closed("ws://b", Reason.parse("auth-required: no"))
+    assert await waiter
+    assert not sub.finished
+    sub._mark_closed("ws://a", Reason.parse("error: bye"))
+    assert sub.finished
+    assert [e async for e in sub] == []
+
+
+@pytest.mark.asyncio
+async def test_iteration_waits_for_events_and_times_out_eose() -> None:
+    sub = make_sub()
+    reader = asyncio.create_task(anext(sub))
+    await asyncio.sleep(0)
+    sub._deliver(event(1))
+    assert (await reader).content == "1"
+    assert not await sub.wait_eose(timeout_s=0.01)
