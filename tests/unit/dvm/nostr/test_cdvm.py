@@ -295,3 +295,15 @@ _JSON = st.recursive(
 def test_garbage_raises_only_our_errors(body: Any) -> None:
     with contextlib.suppress(NostrError):  # anything else fails the test
         parse_attestation(_signed(_tags(), json.dumps(body)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(name=st.text(min_size=1, max_size=30), image=st.text(min_size=1, max_size=40))
+def test_binding_agrees_with_the_independent_attestation_package(name: str, image: str) -> None:
+    # attestation.binding computes the same binding from the claims dict, written separately.
+    from attestation import binding  # noqa: PLC0415 - only this test couples the two packages
+
+    claims = _claims(model=ModelClaim(name, "ef" * 32), runtime=RuntimeClaim("1", image))
+    received = json.loads(_event(claims=claims).content)["claims"]
+    assert binding.canonical_claims_json(received) == canonical_claims_json(claims)
+    assert binding.report_data(CONTAINER.public_key.raw, received) == report_data(claims)
