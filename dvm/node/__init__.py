@@ -3,3 +3,5 @@
 Sits above ``dvm.relay`` and ``dvm.nostr`` (import-linter enforces it); built in the end-to-end
 issue.
 """
+
+__all__: list[str] = []

@@ -5,3 +5,51 @@ NIP-90/NIP-89 and kind-7100 codecs, NIP-13 and relay messages. Nothing here open
 reads a clock or draws randomness: those are parameters, supplied one layer up
 (``dvm.relay``, ``dvm.node``, ``dvm.client``). import-linter enforces it.
 """
+
+from . import (
+    cdvm,
+    chunks,
+    errors,
+    event,
+    filters,
+    keys,
+    messages,
+    nip04,
+    nip09,
+    nip13,
+    nip17,
+    nip19,
+    nip42,
+    nip44,
+    nip59,
+    nip89,
+    nip90,
+)
+from .errors import NostrError
+from .event import Event, UnsignedEvent
+from .keys import PublicKey, SecretKey
+
+__all__ = [
+    "Event",
+    "NostrError",
+    "PublicKey",
+    "SecretKey",
+    "UnsignedEvent",
+    "cdvm",
+    "chunks",
+    "errors",
+    "event",
+    "filters",
+    "keys",
+    "messages",
+    "nip04",
+    "nip09",
+    "nip13",
+    "nip17",
+    "nip19",
+    "nip42",
+    "nip44",
+    "nip59",
+    "nip89",
+    "nip90",
+]
