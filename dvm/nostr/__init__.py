@@ -8,6 +8,7 @@ reads a clock or draws randomness: those are parameters, supplied one layer up
 
 from . import (
     cdvm,
+    channel,
     chunks,
     errors,
     event,
@@ -36,6 +37,7 @@ __all__ = [
     "SecretKey",
     "UnsignedEvent",
     "cdvm",
+    "channel",
     "chunks",
     "errors",
     "event",

@@ -55,6 +55,7 @@ def test_dvm_nostr_surface_is_pinned() -> None:
             "SecretKey",
             "UnsignedEvent",
             "cdvm",
+            "channel",
             "chunks",
             "errors",
             "event",
