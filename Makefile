@@ -3,18 +3,28 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
+HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 DEBS := bubblewrap
 
-.PHONY: test lint typecheck imports pytest demo setup debs clean bench
+.PHONY: test lint typecheck imports pytest demo setup setup-demo debs clean bench
 
-setup: $(STAMP)
+# One stamp per extra set and pyproject version: a second run reuses what the first installed.
+# llama-cpp-python builds from source the first time (minutes on 2 cores); pip caches the wheel.
+setup: $(VENV)/.dev-$(HASH)
+setup-demo: $(VENV)/.demo-$(HASH)
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.dev-$(HASH): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
-	@rm -f $(VENV)/.installed-*
+	@rm -f $(VENV)/.dev-* $(VENV)/.demo-*
+	@touch $@ $(VENV)/.demo-$(HASH)
+
+$(VENV)/.demo-$(HASH): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[demo]'
+	@rm -f $(VENV)/.demo-*
 	@touch $@
 
 # Debian packages the tests and the demo need (bubblewrap: the local launcher's sandbox).
@@ -49,7 +59,7 @@ test: setup debs lint typecheck imports pytest
 bench: setup
 	$(BIN)/python benchmarks/bench_nostr.py
 
-demo: setup debs
+demo: setup-demo debs
 	$(BIN)/python -m dvm.demo
 
 clean:
