@@ -9,8 +9,10 @@ again, and ``now`` must lie inside all three certificates' validity, else the fu
 :func:`~attestation.snp.verify.verify_chain` runs and says precisely what is wrong.
 
 Contract: :meth:`ChainCache.verify_chain` has the signature and the result of
-:func:`~attestation.snp.verify.verify_chain` (the ARK's SHA-256, or the same errors). The cache
-holds public certificate fingerprints only; it is bounded (oldest entry evicted first) and not
+:func:`~attestation.snp.verify.verify_chain` (the ARK's SHA-256, or the same errors);
+:meth:`ChainCache.certificate` that of :func:`~attestation.snp.vek.load_certificate` (parsing a
+certificate costs about as much as checking a report signature). The cache holds public
+certificates and fingerprints only; it is bounded (oldest entry evicted first) and not
 thread-safe (one per event loop or per thread).
 """
 
@@ -26,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 
 from attestation.snp.abi import Product
 from attestation.snp.trust import DEFAULT_TRUSTED_ARKS
+from attestation.snp.vek import load_certificate
 from attestation.snp.verify import verify_chain
 
 __all__ = ["ChainCache"]
@@ -42,12 +45,23 @@ class ChainCache:
 
     def __init__(self, max_entries: int = 256) -> None:
         self._entries: OrderedDict[_Key, tuple[datetime, datetime]] = OrderedDict()
+        self._certs: OrderedDict[bytes, x509.Certificate] = OrderedDict()
         self._max_entries = max_entries
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def certificate(self, der: bytes) -> x509.Certificate:
+        """:func:`attestation.snp.vek.load_certificate`, remembered by the bytes' SHA-256."""
+        key = hashlib.sha256(der).digest()
+        cert = self._certs.get(key)
+        if cert is None:
+            cert = self._certs[key] = load_certificate(der)
+            while len(self._certs) > 3 * self._max_entries:
+                self._certs.popitem(last=False)
+        return cert
 
     def verify_chain(
         self,

@@ -48,7 +48,7 @@ from attestation.errors import (
 from attestation.evidence import SIMULATED_LABEL, Bundle, EvidenceType, SnpItem
 from attestation.nvidia.spdm import parse_gpu_report
 from attestation.nvidia.verify import VerifiedGpuReport, verify_gpu_report
-from attestation.snp.abi import Product, SigningKey, parse_report
+from attestation.snp.abi import Product, Report, SigningKey, parse_report
 from attestation.snp.trust import DEFAULT_TRUSTED_ARKS, bundled_chain
 from attestation.snp.validate import DEFAULT_POLICY, Policy, validate, warnings
 from attestation.snp.vek import load_certificate, load_certificates, parse_vek_extensions
@@ -144,8 +144,7 @@ class VerifiedEvidence:
         return str(self.claims["pubkey"])
 
 
-def _gate(item: SnpItem, trust: Trust) -> None:
-    ark = load_certificate(item.ark)
+def _gate(item: SnpItem, ark: x509.Certificate, trust: Trust) -> None:
     fingerprint = _fingerprint(item.ark)
     amd = frozenset().union(*trust.amd_arks.values())
     if item.simulated and fingerprint not in trust.simulated_fingerprints:
@@ -161,30 +160,32 @@ def _gate(item: SnpItem, trust: Trust) -> None:
         )
 
 
-def item_product(item: SnpItem) -> Product:
-    """The product of the item's report: its CPUID (v3+), the item's hint, or the VEK's issuer."""
-    vek = load_certificate(item.vek)
+def _resolve(item: SnpItem, vek: x509.Certificate) -> tuple[Product, Report]:
     report = parse_report(item.report, product=item.product)
     if report.product is not None:
-        return report.product
+        return report.product, report
     issuer = _cn(vek.issuer).split("-")[-1]
     for product in Product:
         if product.value == issuer:
-            return product
+            return product, parse_report(item.report, product=product)
     raise ChainError(
         f"cannot tell the product of a v{report.version} report: VEK issuer "
         f"{_cn(vek.issuer)!r}; give the item a product"
     )
 
 
+def item_product(item: SnpItem) -> Product:
+    """The product of the item's report: its CPUID (v3+), the item's hint, or the VEK's issuer."""
+    return _resolve(item, load_certificate(item.vek))[0]
+
+
 def _snp_checks(
     item: SnpItem, policy: Policy, *, now: datetime, trust: Trust, cache: ChainCache
 ) -> tuple[VerifiedReport | None, list[AttestationError]]:
     """Authenticity (each part on its own) then, if authentic, policy; every error listed."""
-    _gate(item, trust)
-    vek, ask, ark = (load_certificate(d) for d in (item.vek, item.ask, item.ark))
-    product = item_product(item)
-    report = parse_report(item.report, product=product)
+    vek, ask, ark = (cache.certificate(d) for d in (item.vek, item.ask, item.ark))
+    _gate(item, ark, trust)
+    product, report = _resolve(item, vek)
     signer = report.key_info.signing_key
     errors: list[AttestationError] = []
     if signer == SigningKey.NONE:

@@ -13,8 +13,11 @@ import secrets
 import sys
 from pathlib import Path
 
+from dvm.attest_command import register as register_attest
+from dvm.job_commands import register as register_job_commands
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub, encode_nsec
+from dvm.serve_command import register as register_serve
 
 __all__ = ["main"]
 
@@ -59,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     relay.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
     relay.add_argument("--data", default="./data/relay", help="directory for the relay database")
     relay.set_defaults(func=_cmd_relay)
+
+    register_attest(sub)
+    register_job_commands(sub)
+    register_serve(sub)
     return parser
 
 

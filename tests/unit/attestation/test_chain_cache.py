@@ -79,3 +79,14 @@ def test_bounded(chain: SimulatedChain) -> None:
     assert len(cache) == 1
     check(cache, chain, NOW, pins(chain))
     assert cache.misses == 3
+
+
+def test_parsed_certificates_are_remembered_and_bounded(chain: SimulatedChain) -> None:
+    cache = ChainCache(max_entries=1)
+    first = cache.certificate(chain.der("vcek"))
+    assert cache.certificate(chain.der("vcek")) is first
+    other = mint_chain(now=MINTED)
+    for which in ("ark", "ask", "vcek"):
+        cache.certificate(other.der(which))
+    assert cache.certificate(chain.der("vcek")) is not first  # evicted, parsed again
+    assert cache.certificate(chain.der("vcek")) == first
