@@ -1,0 +1,326 @@
+"""The vocabulary of the job state machine: states, exit codes, timers, events and actions.
+
+Contract: plain frozen values, no behaviour (the transitions are :mod:`container.machine`).
+Events carry ids, reasons and flags only, never the requester's input or the model's output,
+so the machine never holds plaintext. Exit codes and destroy reasons are docs/launch.md §2-§3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+from dvm.nostr.channel import ChannelError
+
+__all__ = [
+    "Action",
+    "AttestationPublished",
+    "CancelRun",
+    "CancelTimer",
+    "Destroy",
+    "DestroyReason",
+    "EmitStatus",
+    "EndReceived",
+    "Event",
+    "EvidenceFailed",
+    "EvidenceObtained",
+    "ExitCode",
+    "Failed",
+    "GetEvidence",
+    "InputReceived",
+    "InputRefused",
+    "KeyMade",
+    "LoadModel",
+    "MakeKey",
+    "ModelFailed",
+    "ModelReady",
+    "OutputBatch",
+    "PublishAttestation",
+    "PublishFailed",
+    "PublishResult",
+    "ResultPublished",
+    "RunFailed",
+    "RunModel",
+    "SendError",
+    "SendOutput",
+    "SendReady",
+    "SpecParsed",
+    "SpecRejected",
+    "StartTimer",
+    "State",
+    "Status",
+    "Subscribe",
+    "Subscribed",
+    "Timer",
+    "TimerFired",
+]
+
+
+class State(StrEnum):
+    CREATED = "created"
+    KEYED = "keyed"
+    ATTESTED = "attested"
+    AWAITING_INPUT = "awaiting-input"
+    RUNNING = "running"
+    DELIVERED = "delivered"
+    DESTROYED = "destroyed"
+
+
+class ExitCode(IntEnum):
+    """The container's exit codes (docs/launch.md §3)."""
+
+    OK = 0
+    FAILURE = 1
+    ATTESTATION_TIMEOUT = 10
+    IDLE_TIMEOUT = 11
+    DEADLINE = 12
+    BAD_SPEC = 20
+    MODEL = 21
+    EVIDENCE = 22
+    RELAY = 30
+
+
+class DestroyReason(StrEnum):
+    """The ``reason`` of the ``destroying`` status line (docs/launch.md §2)."""
+
+    END = "end"
+    ONESHOT = "oneshot"
+    ATTESTATION_TIMEOUT = "attestation-timeout"
+    IDLE_TIMEOUT = "idle-timeout"
+    DEADLINE = "deadline"
+    ERROR = "error"
+
+
+class Timer(StrEnum):
+    ATTESTATION = "attestation"  # attestation published but not used (limits.attestation_timeout_s)
+    IDLE = "idle"  # channel in use, nothing running (limits.idle_timeout_s)
+    DEADLINE = "deadline"  # hard deadline from the start (limits.deadline_s)
+
+
+class Status(StrEnum):
+    """Status lines the machine asks for; ``destroying`` goes with :class:`Destroy`."""
+
+    ATTESTED = "attested"
+    READY = "ready"
+    DELIVERED = "delivered"
+
+
+# --- events ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpecParsed:
+    oneshot: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SpecRejected:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class KeyMade:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceObtained:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceFailed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribed:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class AttestationPublished:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PublishFailed:
+    """No relay accepted the attestation or the result (exit 30)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelReady:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFailed:
+    """The model file is missing, fails its sha256, or does not load (exit 21)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InputReceived:
+    input_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class InputRefused:
+    """An authenticated message of the requester that cannot be an input (too large, bad chunk)."""
+
+    reason: ChannelError
+
+
+@dataclass(frozen=True, slots=True)
+class EndReceived:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class OutputBatch:
+    """The running model produced a batch of output for ``input_id`` (``final``: the last)."""
+
+    input_id: str
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RunFailed:
+    input_id: str
+    reason: ChannelError
+
+
+@dataclass(frozen=True, slots=True)
+class ResultPublished:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFired:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """Any other failure caught at the runtime's per-job boundary (exit 1)."""
+
+
+Event = (
+    SpecParsed
+    | SpecRejected
+    | KeyMade
+    | EvidenceObtained
+    | EvidenceFailed
+    | Subscribed
+    | AttestationPublished
+    | PublishFailed
+    | ModelReady
+    | ModelFailed
+    | InputReceived
+    | InputRefused
+    | EndReceived
+    | OutputBatch
+    | RunFailed
+    | ResultPublished
+    | TimerFired
+    | Failed
+)
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StartTimer:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTimer:
+    timer: Timer
+
+
+@dataclass(frozen=True, slots=True)
+class MakeKey:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LoadModel:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GetEvidence:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Subscribe:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class PublishAttestation:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class EmitStatus:
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class SendReady:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RunModel:
+    input_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRun:
+    input_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutput:
+    input_id: str
+    seq: int
+    final: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendError:
+    reason: ChannelError
+
+
+@dataclass(frozen=True, slots=True)
+class PublishResult:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Destroy:
+    reason: DestroyReason
+    exit_code: ExitCode
+
+
+Action = (
+    StartTimer
+    | CancelTimer
+    | MakeKey
+    | LoadModel
+    | GetEvidence
+    | Subscribe
+    | PublishAttestation
+    | EmitStatus
+    | SendReady
+    | RunModel
+    | CancelRun
+    | SendOutput
+    | SendError
+    | PublishResult
+    | Destroy
+)

@@ -1,0 +1,109 @@
+"""What the container publishes: the attestation, gift-wrapped channel messages, the result.
+
+Spec: DESIGN §3.4 (kind 7100), §3.6 (channel), §3.8 (result); docs/protocol.md §4, §6;
+docs/launch.md §6 (what the result holds).
+
+Contract: pure -- randomness (``random_bytes``) and time (``now``) are parameters, nothing is
+sent. Every event is signed by the container key C (gift wraps by fresh one-time keys, as
+NIP-59 wants). The result's content is NIP-44 v2 under conv(C, U) where U is the request's
+author; the conversation key is wiped as soon as the payload is made (best effort: CPython
+cannot guarantee erasure, the destroyed VM is the real guarantee).
+
+Gift wraps answer in the kind the requester last used. 1059 wraps are backdated up to two days
+like every NIP-17 client does; 21059 wraps are ephemeral (relays forward them only to live
+subscribers and may drop stale ones), so they carry the real time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from dvm.nostr import nip17, nip44, nip59
+from dvm.nostr.cdvm import Claims, build_attestation
+from dvm.nostr.event import Event, UnsignedEvent
+from dvm.nostr.keys import PublicKey, SecretKey
+from dvm.nostr.nip90 import JobRequest, build_job_result
+
+__all__ = ["result_content", "sign_attestation", "sign_result", "wrap_for"]
+
+RandomBytes = Callable[[int], bytes]
+
+
+def sign_attestation(
+    key: SecretKey,
+    *,
+    claims: Claims,
+    recipient: PublicKey,
+    tee: str,
+    evidence: Sequence[Mapping[str, Any]],
+    expiration: int,
+    now: int,
+    random_bytes: RandomBytes,
+) -> Event:
+    """The kind-7100 event (no initdata: the local launcher has none; CoCo passes it)."""
+    unsigned = build_attestation(
+        claims=claims,
+        recipient=recipient,
+        tee=tee,
+        expiration=expiration,
+        evidence=evidence,
+        initdata=None,
+        created_at=now,
+    )
+    return unsigned.sign(key, aux_rand=random_bytes(32))
+
+
+def wrap_for(
+    rumors: Sequence[UnsignedEvent],
+    key: SecretKey,
+    peer: PublicKey,
+    *,
+    kind: int,
+    now: int,
+    random_bytes: RandomBytes,
+) -> list[Event]:
+    """Seal and gift-wrap each rumor for ``peer`` only (no copy to ourselves)."""
+    backdate_s = nip59.TWO_DAYS_S if kind == nip59.GIFT_WRAP_KIND else 0
+    wraps: list[Event] = []
+    for rumor in rumors:
+        for _, wrapped in nip17.gift_wraps(
+            rumor,
+            key,
+            [peer],
+            random_bytes=random_bytes,
+            now=now,
+            include_sender=False,
+            kind=kind,
+            max_backdate_s=backdate_s,
+        ):
+            wraps.append(wrapped)
+    return wraps
+
+
+def result_content(answers: Sequence[str], *, oneshot: bool) -> str:
+    """The result plaintext: a one-shot job's answer, or a chat's JSON array of final answers."""
+    if oneshot and answers:
+        return answers[0]
+    return json.dumps(list(answers), ensure_ascii=False, separators=(",", ":"))
+
+
+def sign_result(
+    key: SecretKey,
+    request: JobRequest,
+    plaintext: str,
+    *,
+    now: int,
+    random_bytes: RandomBytes,
+) -> Event:
+    """The NIP-90 result (request kind + 1000), encrypted to the request's author U."""
+    conversation = nip44.get_conversation_key(key, PublicKey.from_hex(request.requester))
+    try:
+        ciphertext = nip44.encrypt(plaintext or " ", conversation, nonce=random_bytes(32))
+    finally:
+        conversation.wipe()
+    unsigned = build_job_result(
+        request, author=key.public_key, ciphertext=ciphertext, created_at=now
+    )
+    return unsigned.sign(key, aux_rand=random_bytes(32))
