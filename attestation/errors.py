@@ -14,6 +14,8 @@ wanted; evidence is public, so values may be printed, but never key material of 
     │   ├── BindingMismatch   REPORT_DATA / GPU nonce / HOST_DATA not what the claims imply
     │   └── UntrustedRoot     simulated (or other) evidence whose root the caller did not trust
     ├── PolicyViolation       validate(): one or more policy failures, all listed
+    ├── EvidenceRejected      verify_evidence(): every failure of a bundle, listed together
+    │                         (defined in attestation/verification.py, beside its collector)
     ├── DeviceError           getting evidence from a device/endpoint failed (get layer)
     └── FetchError            fetching certificates (AMD KDS, NVIDIA) failed
 """
