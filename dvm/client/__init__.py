@@ -1,7 +1,56 @@
-"""The requester SDK: submit a job, verify the container's evidence, chat, fetch the result.
+"""``dvm.client``: the requester side of a confidential job (DESIGN §3; ``docs/client.md``).
 
-Sits above ``dvm.relay`` and ``dvm.nostr`` (import-linter enforces it); built in the end-to-end
-issue.
+``await submit(options, text)`` runs a one-shot job; ``async with Chat(options) as chat``
+verifies the container, then ``await chat.send(text)`` per message and ``await chat.end()``.
+Both refuse to send anything unless the container's attestation verifies
+(:class:`AttestationRefused` lists every reason). The public surface is ``__all__``.
 """
 
-__all__: list[str] = []
+from __future__ import annotations
+
+from .errors import (
+    AttestationRefused,
+    ClientError,
+    ClientTimeout,
+    JobFailed,
+    NotPublished,
+    OptionsError,
+)
+from .inbox import Answers, Inbox
+from .options import (
+    JobMode,
+    JobOptions,
+    ProgressListener,
+    Step,
+    Timeouts,
+    load_policy_file,
+    trust_simulated_roots,
+)
+from .session import Chat, JobOutcome, JobSession, describe_verification, outcome_to_json, submit
+from .verify import Verification, verify_attestation
+
+__all__ = [
+    "Answers",
+    "AttestationRefused",
+    "Chat",
+    "ClientError",
+    "ClientTimeout",
+    "Inbox",
+    "JobFailed",
+    "JobMode",
+    "JobOptions",
+    "JobOutcome",
+    "JobSession",
+    "NotPublished",
+    "OptionsError",
+    "ProgressListener",
+    "Step",
+    "Timeouts",
+    "Verification",
+    "describe_verification",
+    "load_policy_file",
+    "outcome_to_json",
+    "submit",
+    "trust_simulated_roots",
+    "verify_attestation",
+]

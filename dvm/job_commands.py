@@ -1,0 +1,263 @@
+"""``cdvm submit`` and ``cdvm chat``: the requester's commands (``docs/client.md``).
+
+Both publish a job request to ``--provider``, wait for the provider to launch a container, verify
+the container's attestation and refuse to send anything if any check fails (every reason is
+printed). ``submit`` sends one input (``--prompt`` or ``--input``) and prints the answer (or, with
+``--json``, a JSON document with the answer, job id, container key and verified claims);
+``chat`` reads one message per line from stdin until ``/end`` or end of input.
+
+Progress goes to stderr step by step (request published, container launched, evidence verified
+with what was checked, input sent, answer, container destroyed); ``--json`` keeps stderr quiet
+except for errors. Exit codes: 0 ok; 1 refused (attestation failed) or the job failed; 2 usage;
+3 timeout (including a destruction that was not confirmed in time). This module only returns
+codes: ``sys.exit`` stays in :func:`dvm.cli.main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from attestation.evidence import SIMULATED_LABEL
+from attestation.snp.validate import DEFAULT_POLICY
+from dvm.client import (
+    AttestationRefused,
+    Chat,
+    ClientError,
+    ClientTimeout,
+    JobFailed,
+    JobOptions,
+    JobOutcome,
+    OptionsError,
+    Step,
+    Timeouts,
+    load_policy_file,
+    outcome_to_json,
+    submit,
+    trust_simulated_roots,
+)
+from dvm.nostr.errors import NostrError
+from dvm.nostr.keys import PublicKey, SecretKey
+from dvm.nostr.nip19 import decode_npub, decode_nsec
+from dvm.nostr.nip59 import GIFT_WRAP_KIND, WRAP_KIND_EPHEMERAL
+from dvm.nostr.nip90 import FeedbackStatus, TeeKind
+from dvm.relay import RelayError
+
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "register"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 3
+_STEPS = list(Step)
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _progress(step: Step, detail: str) -> None:
+    _err(f"[{_STEPS.index(step) + 1}/{len(_STEPS)}] {step.value}: {detail}")
+
+
+def _quiet(step: Step, detail: str) -> None:
+    del step, detail
+
+
+def _provider(text: str) -> PublicKey:
+    try:
+        return decode_npub(text) if text.startswith("npub1") else PublicKey.from_hex(text)
+    except NostrError:
+        raise OptionsError(f"--provider {text[:70]!r} is not an npub or a 64-hex key") from None
+
+
+def _params(items: list[str]) -> tuple[tuple[str, str], ...]:
+    params = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise OptionsError(f"--param {item[:40]!r} is not NAME=VALUE")
+        params.append((name, value))
+    return tuple(params)
+
+
+def _identity(path: str | None) -> SecretKey | None:
+    if path is None:
+        return None
+    try:
+        return decode_nsec(Path(path).read_text(encoding="ascii").strip())
+    except OSError as exc:
+        raise OptionsError(f"--key {path}: {exc.strerror}") from None
+    except (NostrError, UnicodeDecodeError):
+        raise OptionsError(f"--key {path} does not hold an nsec") from None
+
+
+def _options(args: argparse.Namespace) -> JobOptions:
+    if args.timeout <= 0:
+        raise OptionsError("--timeout must be positive")
+    trust = trust_simulated_roots([Path(p) for p in args.trust_simulated])
+    return JobOptions(
+        provider=_provider(args.provider),
+        relays=tuple(args.relay),
+        model=args.model,
+        kind=args.kind,
+        params=_params(args.param),
+        tee=args.tee,
+        policy=load_policy_file(Path(args.policy)) if args.policy else DEFAULT_POLICY,
+        trust=trust,
+        timeouts=Timeouts.uniform(args.timeout),
+        wrap_kind=args.wrap_kind,
+        progress=_quiet if args.json else _progress,
+    )
+
+
+def _outcome_code(outcome: JobOutcome) -> int:
+    if outcome.status is FeedbackStatus.ERROR:
+        _err(f"cdvm: the provider reported an error after the answer ({outcome.reason})")
+        return EXIT_FAILED
+    if not outcome.destroyed:
+        _err("cdvm: the provider did not confirm the container's destruction in time")
+        return EXIT_TIMEOUT
+    return EXIT_OK
+
+
+def _report(outcome: JobOutcome, *, as_json: bool) -> None:
+    if as_json:
+        _out(outcome_to_json(outcome))
+    if outcome.verification.simulated and not as_json:
+        _err(f"cdvm: {SIMULATED_LABEL}")
+
+
+def _run(args: argparse.Namespace, body: str) -> int:
+    try:
+        options = _options(args)
+        identity = _identity(args.key)
+        if body == "submit":
+            return asyncio.run(_submit(args, options, identity))
+        return asyncio.run(_chat(args, options, identity))
+    except OptionsError as exc:
+        _err(f"cdvm {body}: {exc}")
+        return EXIT_USAGE
+    except AttestationRefused as exc:
+        _err(f"cdvm {body}: REFUSED: {exc}")
+        return EXIT_FAILED
+    except ClientTimeout as exc:
+        _err(f"cdvm {body}: timeout: {exc}")
+        return EXIT_TIMEOUT
+    except JobFailed as exc:
+        _err(f"cdvm {body}: failed: {exc}")
+        return EXIT_FAILED
+    except (ClientError, RelayError, NostrError) as exc:
+        _err(f"cdvm {body}: {exc}")
+        return EXIT_FAILED
+
+
+def _read_input(args: argparse.Namespace) -> str:
+    if args.prompt is not None:
+        text: str = args.prompt
+    else:
+        try:
+            text = Path(args.input).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OptionsError(f"--input {args.input}: {exc}") from None
+    if not text:
+        raise OptionsError("the input is empty")
+    return text
+
+
+async def _submit(args: argparse.Namespace, options: JobOptions, identity: SecretKey | None) -> int:
+    text = _read_input(args)
+    outcome = await submit(options, text, identity=identity)
+    if not args.json:
+        _out(outcome.answer)
+    _report(outcome, as_json=args.json)
+    return _outcome_code(outcome)
+
+
+async def _chat(args: argparse.Namespace, options: JobOptions, identity: SecretKey | None) -> int:
+    interactive = sys.stdin.isatty() and not args.json
+    async with Chat(options, identity=identity) as chat:
+        if not args.json:
+            _err("chat open: one message per line; /end (or end of input) ends the job")
+        while True:
+            if interactive:
+                sys.stderr.write("> ")
+                sys.stderr.flush()
+            line = await asyncio.to_thread(sys.stdin.readline)
+            text = line.rstrip("\n")
+            if not line or text.strip() == "/end":
+                break
+            if not text.strip():
+                continue
+            answer = await chat.send(text)
+            if not args.json:
+                _out(answer)
+        outcome = await chat.end()
+    _report(outcome, as_json=args.json)
+    return _outcome_code(outcome)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--provider", required=True, help="the provider's npub (or 64-hex key)")
+    parser.add_argument(
+        "--relay", action="append", required=True, metavar="URL", help="relay URL (repeatable)"
+    )
+    parser.add_argument("--model", required=True, help="model name the provider announces")
+    parser.add_argument("--kind", type=int, default=5050, help="job request kind (default 5050)")
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="job parameter (repeatable)"
+    )
+    parser.add_argument(
+        "--tee",
+        choices=[t.value for t in TeeKind],
+        default=TeeKind.SEV_SNP.value,
+        help="required TEE (default sev-snp; simulated only when asked)",
+    )
+    parser.add_argument("--policy", metavar="FILE", help="SEV-SNP policy (TOML, [snp] table)")
+    parser.add_argument(
+        "--trust-simulated",
+        action="append",
+        default=[],
+        metavar="ROOT.pem",
+        help="trust this simulated ARK (SIMULATED: not confidential)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300.0, metavar="S", help="seconds per step (default 300)"
+    )
+    parser.add_argument("--json", action="store_true", help="JSON on stdout, no progress")
+    parser.add_argument(
+        "--key", metavar="FILE", help="requester nsec file (default: a fresh throwaway key)"
+    )
+    parser.add_argument(
+        "--wrap-kind",
+        type=int,
+        choices=[WRAP_KIND_EPHEMERAL, GIFT_WRAP_KIND],
+        default=WRAP_KIND_EPHEMERAL,
+        help="gift wrap kind for the channel (default 21059, 1059 for NIP-17 storage)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``submit`` and ``chat`` to the ``cdvm`` parser."""
+    sub = subparsers.add_parser(
+        "submit", help="run one confidential job: verify the container, send, print the answer"
+    )
+    _common(sub)
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt", help="the input text")
+    source.add_argument("--input", metavar="FILE", help="read the input from FILE")
+    sub.set_defaults(func=lambda args: _run(args, "submit"))
+
+    chat = subparsers.add_parser(
+        "chat", help="verify a fresh container, then chat line by line (/end ends)"
+    )
+    _common(chat)
+    chat.set_defaults(func=lambda args: _run(args, "chat"))

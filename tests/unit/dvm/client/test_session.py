@@ -1,0 +1,207 @@
+"""dvm.client.session against a real relay process and a test-side fake provider/container.
+
+The attack cases publish crafted attestation events to the relay (fake_provider.Tamper) and
+check the client refuses with that reason and sends nothing to the container.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from attestation.simulated import SimulatedTee
+from attestation.verification import Trust
+from dvm.client import (
+    AttestationRefused,
+    Chat,
+    ClientTimeout,
+    JobOptions,
+    Step,
+    Timeouts,
+    submit,
+    trust_simulated_roots,
+)
+from dvm.nostr.keys import SecretKey
+from dvm.nostr.nip59 import GIFT_WRAP_KIND
+from dvm.nostr.nip90 import FeedbackStatus
+from tests.integration.conftest import RelayProcess
+
+from .fake_provider import FakeProvider, Tamper
+
+pytestmark = pytest.mark.relay
+
+
+def _options(
+    relay: RelayProcess, provider: FakeProvider, root: Path | None, **kw: object
+) -> JobOptions:
+    steps: list[tuple[Step, str]] = kw.pop("steps", [])  # type: ignore[assignment]
+    base = {
+        "provider": provider.pubkey,
+        "relays": (relay.url,),
+        "model": "echo",
+        "tee": "simulated",
+        "trust": trust_simulated_roots([root]) if root else Trust(),
+        "timeouts": Timeouts(attestation_s=15, answer_s=15, destroyed_s=15),
+        "progress": lambda step, detail: steps.append((step, detail)),
+    }
+    base.update(kw)
+    return JobOptions(**base)  # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_oneshot_job_verifies_sends_and_sees_destruction(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path
+) -> None:
+    steps: list[tuple[Step, str]] = []
+    async with FakeProvider(relay.url, sim_tee) as provider:
+        outcome = await submit(
+            _options(relay, provider, sim_root, steps=steps), "hello there", identity=None
+        )
+    assert outcome.answer == "echo: hello there"
+    assert outcome.result == "echo: hello there"
+    assert outcome.status is FeedbackStatus.SUCCESS
+    assert outcome.destroyed
+    assert outcome.ok
+    assert outcome.container == provider.containers[0]
+    assert outcome.verification.simulated
+    assert outcome.verification.label == "SIMULATED: not confidential"
+    assert [s for s, _ in steps] == list(Step)
+    verified = dict(steps)[Step.VERIFIED]
+    assert "SIMULATED: not confidential" in verified
+    assert "checked:" in verified
+    assert provider.inputs == ["hello there"]
+
+
+@pytest.mark.asyncio
+async def test_each_job_has_a_fresh_session_key_and_container(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path
+) -> None:
+    identity = SecretKey.generate(secrets.token_bytes)
+    async with FakeProvider(relay.url, sim_tee) as provider:
+        opts = _options(relay, provider, sim_root)
+        seen = []
+        for _ in range(2):
+            async with Chat(opts, identity=identity) as chat:
+                seen.append((chat.session_key.hex(), chat.request.session, chat.verification))
+                await chat.send("x")
+                await chat.end()
+    (s1, tag1, v1), (s2, tag2, v2) = seen
+    assert s1 != s2
+    assert (tag1, tag2) == (s1, s2)
+    assert identity.public_key.hex() not in (s1, s2)
+    assert v1.container != v2.container
+
+
+@pytest.mark.asyncio
+async def test_chat_two_messages_then_end(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path
+) -> None:
+    async with FakeProvider(relay.url, sim_tee) as provider:
+        opts = _options(relay, provider, sim_root, wrap_kind=GIFT_WRAP_KIND)
+        async with Chat(opts) as chat:
+            first = await chat.send("one")
+            second = await chat.send("two " * 20000)  # chunked: over one relay event
+            outcome = await chat.end()
+    assert first == "echo: one"
+    assert second == "echo: " + "two " * 20000
+    assert outcome.answers == (first, second)
+    assert outcome.result is not None
+    assert json.loads(outcome.result) == [first, second]
+    assert outcome.ok
+
+
+@pytest.mark.asyncio
+async def test_impostor_attestation_and_feedback_are_ignored(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path
+) -> None:
+    tamper = Tamper(impostor_attestation=True, impostor_feedback=True)
+    provider = FakeProvider(relay.url, sim_tee, tamper=tamper)
+    async with provider, Chat(_options(relay, provider, sim_root)) as chat:
+        assert chat.verification.container == provider.containers[0]
+        answer = await chat.send("hi")
+        ignored = chat.ignored
+        await chat.end()
+    assert answer == "echo: hi"
+    assert ignored.get("feedback not signed by the provider") == 1
+
+
+_ATTACKS = [
+    pytest.param(Tamper(nonce="00" * 32), "claims.nonce", id="wrong-nonce"),
+    pytest.param(Tamper(other_job="11" * 32), "job", id="another-job"),
+    pytest.param(
+        Tamper(provider=SecretKey.generate(secrets.token_bytes).public_key),
+        "claims.provider",
+        id="another-provider",
+    ),
+    pytest.param(Tamper(flip_report=True), "signature", id="tampered-report"),
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("tamper", "reason"), _ATTACKS)
+async def test_crafted_attestation_is_refused_and_nothing_is_sent(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path, tamper: Tamper, reason: str
+) -> None:
+    async with FakeProvider(relay.url, sim_tee, tamper=tamper) as provider:
+        with pytest.raises(AttestationRefused) as caught:
+            await submit(_options(relay, provider, sim_root), "secret input")
+        await asyncio.sleep(0.5)
+        assert provider.wraps_received == 0
+    assert any(reason in r for r in caught.value.reasons), caught.value.reasons
+    assert caught.value.container == provider.containers[0]
+    assert "secret input" not in str(caught.value)
+
+
+@pytest.mark.asyncio
+async def test_untrusted_simulated_root_is_refused(
+    relay: RelayProcess, sim_tee: SimulatedTee
+) -> None:
+    async with FakeProvider(relay.url, sim_tee) as provider:
+        with pytest.raises(AttestationRefused) as caught:
+            await submit(_options(relay, provider, None), "secret input")
+        await asyncio.sleep(0.5)
+        assert provider.wraps_received == 0
+    assert any("UntrustedRoot" in r and "SIMULATED" in r for r in caught.value.reasons)
+
+
+@pytest.mark.asyncio
+async def test_simulated_evidence_never_satisfies_a_sev_snp_request(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path
+) -> None:
+    async with FakeProvider(relay.url, sim_tee) as provider:
+        with pytest.raises(AttestationRefused) as caught:
+            await submit(_options(relay, provider, sim_root, tee="sev-snp"), "x")
+    assert any("request asked for sev-snp" in r for r in caught.value.reasons)
+
+
+@pytest.mark.asyncio
+async def test_no_provider_times_out_at_the_attestation_step(relay: RelayProcess) -> None:
+    absent = SecretKey.generate(secrets.token_bytes)
+    opts = JobOptions(
+        provider=absent.public_key,
+        relays=(relay.url,),
+        model="echo",
+        tee="simulated",
+        timeouts=Timeouts(attestation_s=1.0),
+    )
+    with pytest.raises(ClientTimeout) as caught:
+        await submit(opts, "x")
+    assert caught.value.step == "attestation"
+
+
+@pytest.mark.asyncio
+async def test_missing_destruction_is_reported_not_hidden(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path
+) -> None:
+    async with FakeProvider(relay.url, sim_tee, tamper=Tamper(skip_success=True)) as provider:
+        opts = _options(
+            relay, provider, sim_root, timeouts=Timeouts(attestation_s=15, destroyed_s=1)
+        )
+        outcome = await submit(opts, "x")
+    assert outcome.answer == "echo: x"
+    assert not outcome.destroyed
+    assert not outcome.ok
