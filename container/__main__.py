@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from .runtime import run_job
+from .job import run_job
 from .spec import MAX_SPEC_BYTES
 
 __all__ = ["main", "read_spec"]

@@ -3,9 +3,9 @@
 Spec: DESIGN §3.4-§3.9, docs/launch.md (spec, status lines, exit codes, PSP socket),
 docs/container.md (this runtime).
 
-Contract: :func:`run_job` takes the raw job spec and returns the exit code; it never raises.
-It feeds :class:`~container.machine.JobMachine` with events (from the spec, worker threads,
-the relay pool, timers) and performs the actions it returns. Status lines go to ``status``
+Contract: :meth:`JobRuntime.run` (started by :func:`container.job.run_job`) returns the exit
+code and never raises. It feeds :class:`~container.machine.JobMachine` with events (from the
+spec, worker threads, the relay pool, timers) and performs the actions it returns. Status lines go to ``status``
 (stdout), one JSON object per line, and nothing else does; logs go to ``logging`` with ids,
 kinds and sizes only. The per-job boundary: any unexpected exception -- in the main loop or
 in a task it started -- becomes :class:`~container.events.Failed` (destroy, exit 1). Whatever
@@ -40,23 +40,23 @@ from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip59 import GIFT_WRAP_KINDS, WRAP_KIND_EPHEMERAL
-from dvm.nostr.nip90 import JobRequest, parse_job_request
+from dvm.nostr.nip90 import JobRequest
 from dvm.relay import RelayError, RelayPool, Subscription
 
 from . import events as ev
-from .errors import EvidenceError, JobError, ModelError, RunError, SpecError
-from .evidence import EvidenceProvider, provider_for
+from .errors import EvidenceError, JobError, ModelError, RunError
+from .evidence import EvidenceProvider
 from .inbox import Accepted, Ended, Ignored, Inbox, Pending, Refused
 from .machine import JobMachine
 from .outbox import result_content, sign_attestation, sign_result, wrap_for
-from .runner import Batcher, GenerationParams, Runner, load_runner
-from .spec import JobSpec, parse_job_spec
+from .runner import GenerationParams, Runner
+from .spec import JobSpec
+from .streaming import stream_run
 
-__all__ = ["JobRuntime", "ProviderFactory", "RunnerLoader", "run_job"]
+__all__ = ["JobRuntime", "RunnerLoader", "StatusWriter"]
 
 _log = logging.getLogger(__name__)
 
-ProviderFactory = Callable[[JobSpec], EvidenceProvider]
 RunnerLoader = Callable[[JobSpec, GenerationParams], Runner]
 _EOSE_WAIT_S = 5.0
 _CLOSE_WAIT_S = 5.0
@@ -67,10 +67,6 @@ _ERROR_TEXT = {
     ChannelError.TIMEOUT: "the job timed out and is being destroyed",
     ChannelError.INTERNAL: "internal error",
 }
-
-
-def _load(spec: JobSpec, params: GenerationParams) -> Runner:
-    return load_runner(spec.model, params=params)
 
 
 class StatusWriter:
@@ -95,7 +91,7 @@ class JobRuntime:
         *,
         status: StatusWriter,
         provider: EvidenceProvider,
-        load: RunnerLoader = _load,
+        load: RunnerLoader,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -430,47 +426,26 @@ class JobRuntime:
         self._post(ev.AttestationPublished())
 
     async def _run_input(self, input_id: str) -> None:
-        runner = self._runner
-        text = self._inputs.pop(input_id, "")
-        if runner is None:  # pragma: no cover - the machine runs only once the model is ready
+        if self._runner is None:  # pragma: no cover - the machine runs only once the model is ready
             raise JobError("no model")
-        loop = asyncio.get_running_loop()
         cancel = threading.Event()
         self._cancels[input_id] = cancel
         self._batches[input_id] = deque()
-        pieces: asyncio.Queue[str | None] = asyncio.Queue()
-
-        def emit(piece: str) -> None:  # called from the worker thread
-            loop.call_soon_threadsafe(pieces.put_nowait, piece)
-
-        work = asyncio.ensure_future(asyncio.to_thread(runner.run, text, emit=emit, cancel=cancel))
-        del text
-        work.add_done_callback(lambda _: pieces.put_nowait(None))
-        batcher = Batcher()
-        streamed_chars = 0
-        while True:
-            due_at = batcher.due_at()
-            try:
-                async with asyncio.timeout_at(None if due_at is None else due_at):
-                    piece = await pieces.get()
-            except TimeoutError:
-                piece = ""
-            if piece is None:
-                break
-            streamed_chars += len(piece)
-            if batcher.add(piece, now=loop.time()):
-                self._batch(input_id, batcher.take(), final=False)
-        self._cancels.pop(input_id, None)
         try:
-            answer = work.result()
+            final_text, answer = await stream_run(
+                self._runner,
+                self._inputs.pop(input_id, ""),
+                cancel=cancel,
+                on_partial=lambda text: self._batch(input_id, text, final=False),
+            )
         except RunError as exc:
             self._error_detail[exc.reason] = str(exc)
             self._post(ev.RunFailed(input_id, exc.reason))
             return
+        finally:
+            self._cancels.pop(input_id, None)
         self._finals[input_id] = answer
-        # The final message carries what the stream has not: the unsent batch, or the whole
-        # answer of a runner that does not stream (ONNX).
-        self._batch(input_id, batcher.take() + answer[streamed_chars:], final=True)
+        self._batch(input_id, final_text, final=True)
 
     def _batch(self, input_id: str, text: str, *, final: bool) -> None:
         self._batches.setdefault(input_id, deque()).append(text)
@@ -525,44 +500,3 @@ class JobRuntime:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
         _log.info("job %s: destroyed", self._job)
-
-
-async def run_job(
-    raw_spec: bytes,
-    *,
-    status: TextIO,
-    providers: ProviderFactory = provider_for,
-    load: RunnerLoader = _load,
-    random_bytes: Callable[[int], bytes] = secrets.token_bytes,
-    clock: Callable[[], float] = time.time,
-) -> int:
-    """Run one job from its raw spec; returns the exit code (docs/launch.md §3)."""
-    writer = StatusWriter(status)
-    try:
-        spec = parse_job_spec(raw_spec)
-        try:
-            request = parse_job_request(spec.request)
-        except NostrError as exc:
-            raise SpecError(f"the request is not a cdvm job request: {exc}") from None
-        params = GenerationParams.from_sources(
-            spec.model.defaults, request.params, max_output_tokens=spec.limits.max_output_tokens
-        )
-        provider = providers(spec)
-    except SpecError as exc:
-        _log.error("job spec refused: %s", exc)
-        machine = JobMachine()
-        for action in machine.handle(ev.SpecRejected()):
-            if isinstance(action, ev.Destroy):
-                writer.write(status="destroying", reason=action.reason.value)
-        return int(machine.exit_code if machine.exit_code is not None else ev.ExitCode.BAD_SPEC)
-    runtime = JobRuntime(
-        spec,
-        request,
-        params,
-        status=writer,
-        provider=provider,
-        load=load,
-        random_bytes=random_bytes,
-        clock=clock,
-    )
-    return await runtime.run()

@@ -239,12 +239,15 @@ class Requester:
         self.container = PublicKey.from_hex(att.container)
         return self.container
 
-    async def send(self, rumors: list[UnsignedEvent], *, kind: int = 21059) -> None:
+    async def send(
+        self, rumors: list[UnsignedEvent], *, kind: int = 21059, sender: SecretKey | None = None
+    ) -> list[Event]:
         assert self.container is not None
+        sent: list[Event] = []
         for rumor in rumors:
             for _, wrap in gift_wraps(
                 rumor,
-                self.job.requester,
+                sender or self.job.requester,
                 [self.container],
                 random_bytes=secrets.token_bytes,
                 now=int(time.time()),
@@ -253,6 +256,8 @@ class Requester:
                 max_backdate_s=0,
             ):
                 await self.pool.publish(wrap)
+                sent.append(wrap)
+        return sent
 
     async def send_input(self, text: str, *, kind: int = 21059) -> str:
         assert self.container is not None
@@ -378,6 +383,31 @@ async def test_chat_onnx_job_with_nip17_wraps_and_bad_input(
         assert kind == 1059  # answered in the kind we used
         first = await requester.send_input(tensor([1.0]), kind=1059)
         a1, _ = await requester.answer(first)
+        # Attacks: a third party's input and a replay of an earlier wrap get no answer at all
+        # (answer() below fails on any output that does not answer `second`).
+        stranger = SecretKey.generate(secrets.token_bytes)
+        assert requester.container is not None
+        await requester.send(
+            build_input(
+                stranger.public_key,
+                requester.container,
+                job.job_id,
+                tensor([9.0]),
+                created_at=int(time.time()),
+            ),
+            sender=stranger,
+        )
+        rumors = build_input(
+            job.requester.public_key,
+            requester.container,
+            job.job_id,
+            tensor([5.0]),
+            created_at=int(time.time()),
+        )
+        wraps = await requester.send(rumors)
+        a_mid, _ = await requester.answer(rumors[0].id)
+        for wrap in wraps:  # the same wraps again: a replay
+            await pool.publish(wrap)
         second = await requester.send_input(tensor([2.0, 3.0]))
         a2, kind2 = await requester.answer(second)
         assert kind2 == 21059
@@ -394,10 +424,14 @@ async def test_chat_onnx_job_with_nip17_wraps_and_bad_input(
             ]
         )
         result = await requester.result()
-    assert json.loads(result) == [a1, a2]
+    assert json.loads(result) == [a1, a_mid, a2]
     assert json.loads(a2)["outputs"]["y"]["data"] == [4.0, 6.0]
     assert await asyncio.to_thread(job.finish) == 0
     assert job.status_lines[-1] == {"status": "destroying", "reason": "end"}
+    log = job.stderr.decode()
+    assert "not the expected sender" in log  # the stranger's wrap, logged by ids only
+    # The replay is dropped by id before the inbox sees it (the pool de-duplicates); the
+    # inbox's own replay check is unit-tested.
     assert_clean(job, text_canary)
 
 
