@@ -5,14 +5,15 @@ docs/container.md (this runtime).
 
 Contract: :meth:`JobRuntime.run` (started by :func:`container.job.run_job`) returns the exit
 code and never raises. It feeds :class:`~container.machine.JobMachine` with events (from the
-spec, worker threads, the relay pool, timers) and performs the actions it returns. Status lines go to ``status``
-(stdout), one JSON object per line, and nothing else does; logs go to ``logging`` with ids,
-kinds and sizes only. The per-job boundary: any unexpected exception -- in the main loop or
-in a task it started -- becomes :class:`~container.events.Failed` (destroy, exit 1). Whatever
-ends the job, teardown runs: the pool is closed, the key C is wiped, buffers are cleared, the
-scratch directory (a fresh tempdir under ``$TMPDIR``, also Python's ``tempfile`` default while
-the job runs) is deleted. CPython cannot guarantee that wiped secrets leave no copy in freed
-memory; the real guarantee is the destroyed confidential VM.
+spec, worker threads, the relay pool, timers) and performs the actions it returns. Status
+lines go to ``status`` (stdout), one JSON object per line, and nothing else does; logs go to
+``logging`` with ids, kinds and sizes only. The per-job boundary: any unexpected exception --
+in the main loop or in a task it started -- becomes :class:`~container.events.Failed`
+(destroy, exit 1). Whatever ends the job, teardown runs: the pool is closed, the key C is
+wiped, buffers are cleared, the scratch directory (a fresh tempdir under ``$TMPDIR``, which is
+also ``$TMPDIR`` and Python's ``tempfile`` default while the job runs) is deleted. CPython
+cannot guarantee that wiped secrets leave no copy in freed memory; the real guarantee is the
+destroyed confidential VM.
 """
 
 from __future__ import annotations
