@@ -1,0 +1,78 @@
+"""What the node says about itself: the NIP-89 announcement, its NIP-65 relay list, and the
+NIP-09 deletion of the announcement on clean shutdown (DESIGN §3.1).
+
+NIP-89: https://github.com/nostr-protocol/nips/blob/master/89.md (kind 31990)
+NIP-65: https://github.com/nostr-protocol/nips/blob/master/65.md (kind 10002, ``["r", url]``)
+NIP-09: https://github.com/nostr-protocol/nips/blob/master/09.md (kind 5, ``["a", address]``)
+
+Contract: pure builders of unsigned events (the caller signs with the node key P and supplies
+``created_at``). The announcement's content carries ``name``, ``about``, both encryption
+flags, ``nip90Params`` (what :mod:`dvm.node.params` accepts), ``tee`` and ``models`` (name,
+runner, sha256), one ``k`` tag per served job kind.
+"""
+
+from __future__ import annotations
+
+from dvm.nostr.event import UnsignedEvent
+from dvm.nostr.nip09 import build_deletion
+from dvm.nostr.nip89 import HANDLER_KIND, Handler, ModelInfo, build_handler, handler_address
+
+from .config import NodeConfig
+from .params import MODES
+
+__all__ = [
+    "RELAY_LIST_KIND",
+    "build_announcement",
+    "build_relay_list",
+    "build_withdrawal",
+    "handler_for",
+]
+
+RELAY_LIST_KIND = 10002
+
+
+def _nip90_params(config: NodeConfig) -> dict[str, object]:
+    return {
+        "model": {"required": True, "values": [m.name for m in config.models]},
+        "mode": {"required": False, "values": list(MODES), "default": "chat"},
+        "max_tokens": {"required": False, "max": config.limits.max_output_tokens},
+        "temperature": {"required": False, "min": 0, "max": 2},
+        "top_p": {"required": False, "min": 0, "max": 1},
+        "top_k": {"required": False, "min": 0, "max": 1000},
+        "seed": {"required": False, "min": 0, "max": 2**31 - 1},
+    }
+
+
+def handler_for(config: NodeConfig) -> Handler:
+    return Handler(
+        identifier=config.identifier,
+        kinds=config.kinds,
+        name=config.name,
+        about=config.about,
+        encryption_supported=True,
+        nip90_params=_nip90_params(config),
+        tee=config.tee.kinds,
+        models=tuple(ModelInfo(m.name, m.runner.value, m.sha256) for m in config.models),
+    )
+
+
+def build_announcement(config: NodeConfig, *, author_hex: str, created_at: int) -> UnsignedEvent:
+    """The kind-31990 handler event of this node."""
+    return build_handler(handler_for(config), author_hex=author_hex, created_at=created_at)
+
+
+def build_relay_list(config: NodeConfig, *, author_hex: str, created_at: int) -> UnsignedEvent:
+    """The kind-10002 relay list: the node reads and writes on each of its relays."""
+    tags = tuple(("r", url) for url in config.relays)
+    return UnsignedEvent(author_hex, created_at, RELAY_LIST_KIND, tags, "")
+
+
+def build_withdrawal(config: NodeConfig, *, author_hex: str, created_at: int) -> UnsignedEvent:
+    """The kind-5 deletion of this node's announcement (``a`` + ``k`` 31990)."""
+    return build_deletion(
+        author_hex=author_hex,
+        created_at=created_at,
+        addresses=[handler_address(author_hex, config.identifier)],
+        kinds=[HANDLER_KIND],
+        reason="provider shutting down",
+    )
