@@ -17,7 +17,10 @@ Decisions made here (and tested without a network):
   time of that EOSE. On reconnect every filter is narrowed to
   ``since = high_water - since_overlap_s`` (never widened past the caller's own ``since``).
   The overlap absorbs clock skew between authors and the relay and events that arrive at the
-  relay slightly out of order; what it re-delivers the pool drops by id.
+  relay slightly out of order; what it re-delivers the pool drops by id. A filter that can
+  match gift wraps (kind 1059, or no ``kinds`` at all) is widened by NIP-59's two days more:
+  wraps carry a ``created_at`` deliberately backdated by up to two days, so a wrap published
+  while we were disconnected can be older than anything we had seen.
 * **OK without an id.** nostr-relay 1.14 refuses some events with ``["OK", "", false, ...]``.
   Relays answer one connection's EVENTs in order, so such an OK is matched to the earliest
   EVENT still waiting for its OK on this connection.
@@ -38,6 +41,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dvm.nostr import nip59
 from dvm.nostr.errors import MessageError
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
@@ -73,6 +77,9 @@ AuthSigner = Callable[[str, str], Event]
 """``signer(relay_url, challenge) -> kind-22242 Event``; supplied by the shell."""
 
 _AUTH_PREFIXES = (ReasonPrefix.AUTH_REQUIRED, ReasonPrefix.RESTRICTED)
+# NIP-59: gift wraps (stored kind 1059) are backdated by up to two days on purpose.
+_BACKDATED_KINDS = frozenset({nip59.GIFT_WRAP_KIND})
+_BACKDATE_WINDOW_S = nip59.TWO_DAYS_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +258,15 @@ class RelaySession:
     def _send_req(self, sub_id: str, sub: _Sub) -> None:
         filters = sub.filters
         if sub.high_water is not None:
-            since = max(0, sub.high_water - self.since_overlap_s)
-            filters = tuple(f.with_since(since) for f in filters)
+            high_water = sub.high_water
+            filters = tuple(f.with_since(max(0, high_water - self._overlap_s(f))) for f in filters)
         sub.sent_filters = filters
         sub.sent_seq = self._emit(ClientReq(sub_id, filters).to_json())
+
+    def _overlap_s(self, flt: Filter) -> int:
+        if flt.kinds is None or _BACKDATED_KINDS.intersection(flt.kinds):
+            return self.since_overlap_s + _BACKDATE_WINDOW_S
+        return self.since_overlap_s
 
     def _sent_before_auth(self, sent_seq: int) -> bool:
         return self._auth_seq is not None and sent_seq < self._auth_seq

@@ -102,12 +102,33 @@ def test_resubscribe_uses_high_water_minus_overlap() -> None:
 def test_eose_without_events_dates_the_high_water_mark() -> None:
     s = RelaySession(URL, since_overlap_s=10)
     s.connection_opened()
-    s.subscribe("s1", (Filter(),))
+    s.subscribe("s1", (Filter(kinds=(1,)),))
     s.receive(json.dumps(["EOSE", "s1"]), now=777)
     assert s.high_water("s1") == 777
     s.connection_lost()
     s.connection_opened()
-    assert sent(s)[-1] == ClientReq("s1", (Filter(since=767),))
+    assert sent(s)[-1] == ClientReq("s1", (Filter(kinds=(1,), since=767),))
+
+
+def test_filters_that_can_match_gift_wraps_reach_two_days_further_back() -> None:
+    # A 1059 gift wrap published while we were away may be dated up to two days before
+    # anything we saw (NIP-59); narrowing to high_water - overlap would lose it for good.
+    s = RelaySession(URL, since_overlap_s=10)
+    s.connection_opened()
+    wraps, anything, plain = Filter(kinds=(1059, 21059)), Filter(), Filter(kinds=(7000,))
+    s.subscribe("s1", (wraps, anything, plain))
+    s.receive(json.dumps(["EOSE", "s1"]), now=1_000_000)
+    s.connection_lost()
+    s.connection_opened()
+    two_days = 2 * 24 * 3600
+    assert sent(s)[-1] == ClientReq(
+        "s1",
+        (
+            Filter(kinds=(1059, 21059), since=1_000_000 - 10 - two_days),
+            Filter(since=1_000_000 - 10 - two_days),
+            Filter(kinds=(7000,), since=1_000_000 - 10),
+        ),
+    )
 
 
 def test_events_outside_the_filters_or_unknown_subscriptions_are_dropped() -> None:
