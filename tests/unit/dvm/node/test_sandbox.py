@@ -1,0 +1,143 @@
+"""The bubblewrap command line (pure) and process identity."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dvm.node.sandbox import (
+    MODELS_MOUNT,
+    RUNTIME_MOUNT,
+    SandboxPlan,
+    bwrap_argv,
+    group_alive,
+    kill_process_group,
+    parse_handle,
+    process_handle,
+    process_start_time,
+    sandbox_env,
+)
+
+PLAN = SandboxPlan(
+    python=Path("/venv/bin/python"),
+    python_prefixes=(Path("/venv"), Path("/py"), Path("/venv")),
+    runtime_dir=Path("/stage/runtime"),
+    model_path=Path("/srv/models/gemma.gguf"),
+    model_name="gemma",
+)
+
+
+def _argv() -> list[str]:
+    links = {"/bin": "usr/bin", "/lib": "usr/lib"}
+    return bwrap_argv(
+        "bwrap",
+        PLAN,
+        exists=lambda p: p in {"/lib64", "/bin", "/lib"},
+        readlink=links.get,
+    )
+
+
+def _pairs(argv: list[str], flag: str, arity: int) -> list[tuple[str, ...]]:
+    return [tuple(argv[i + 1 : i + 1 + arity]) for i, a in enumerate(argv) if a == flag]
+
+
+def test_namespaces_and_process_options() -> None:
+    argv = _argv()
+    for flag in (
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+    ):
+        assert flag in argv
+    assert "--unshare-net" not in argv  # relays on loopback
+    assert "--share-net" not in argv
+    assert ("ALL",) in _pairs(argv, "--cap-drop", 1)
+    assert argv[0] == "bwrap"
+    assert argv[argv.index("--") :] == ["--", "/venv/bin/python", "-P", "-m", "container"]
+
+
+def test_binds_are_read_only_and_minimal() -> None:
+    argv = _argv()
+    assert "--bind" not in argv  # nothing writable from the host
+    ro = _pairs(argv, "--ro-bind", 2)
+    assert ("/usr", "/usr") in ro
+    assert ("/lib64", "/lib64") in ro  # a real directory on this fake host
+    assert ("usr/bin", "/bin") in _pairs(argv, "--symlink", 2)
+    assert ("/stage/runtime", RUNTIME_MOUNT) in ro
+    assert ("/srv/models/gemma.gguf", f"{MODELS_MOUNT}/gemma") in ro
+    assert ro.count(("/venv", "/venv")) == 1
+    assert ("/py", "/py") in ro
+    sources = {src for src, _ in ro} | {src for src, _ in _pairs(argv, "--ro-bind-try", 2)}
+    assert all(
+        src.startswith(("/usr", "/lib", "/etc/", "/venv", "/py", "/stage", "/srv"))
+        for src in sources
+    )
+    assert "/etc/shadow" not in sources
+    assert ("/tmp",) in _pairs(argv, "--tmpfs", 1)
+    assert ("/tmp",) in _pairs(argv, "--chdir", 1)
+
+
+def test_environment_is_the_documented_one() -> None:
+    argv = _argv()
+    env = dict(_pairs(argv, "--setenv", 2))
+    assert env == sandbox_env(home="/tmp", pythonpath=RUNTIME_MOUNT)
+    assert set(env) == {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "PYTHONPATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONHASHSEED",
+    }
+    assert env["PYTHONHASHSEED"] == "random"
+    assert argv.index("--clearenv") < argv.index("--setenv")
+
+
+def test_process_identity_and_handles() -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True
+    )
+    try:
+        start = process_start_time(child.pid)
+        assert start is not None
+        assert process_handle(child.pid) == f"{child.pid}:{start}"
+        assert parse_handle(process_handle(child.pid)) == (child.pid, start)
+        assert group_alive(child.pid)
+        assert kill_process_group(child.pid)
+        child.wait(timeout=10)
+        assert process_start_time(child.pid) is None
+        assert not group_alive(child.pid)
+        assert not kill_process_group(child.pid)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def test_start_time_of_this_process_is_stable() -> None:
+    assert process_start_time(os.getpid()) == process_start_time(os.getpid())
+
+
+def test_start_time_parsing_with_odd_command_names(tmp_path: Path) -> None:
+    (tmp_path / "42").mkdir()
+    fields = ["S"] + ["0"] * 18 + ["12345"] + ["0"] * 10
+    (tmp_path / "42" / "stat").write_text("42 (a) b) c) " + " ".join(fields), encoding="ascii")
+    assert process_start_time(42, proc=tmp_path) == 12345
+    fields[0] = "Z"
+    (tmp_path / "42" / "stat").write_text("42 (x) " + " ".join(fields), encoding="ascii")
+    assert process_start_time(42, proc=tmp_path) is None  # a zombie has finished
+    (tmp_path / "42" / "stat").write_text("42 (x) S 1", encoding="ascii")
+    assert process_start_time(42, proc=tmp_path) is None
+    assert process_start_time(43, proc=tmp_path) is None
+
+
+def test_parse_handle_rejects_garbage() -> None:
+    for bad in ("", "12", "12:", ":5", "a:b", "1:2:3", "-1:5"):
+        assert parse_handle(bad) is None
