@@ -1,4 +1,5 @@
-"""`make demo`'s program, run as users run it (a real relay process, real keys)."""
+"""`make demo`'s program, run as users run it: a real relay, a real node with the local launcher
+and the simulated TEE, Gemma 3 270M, one ``cdvm submit`` and one two-message ``cdvm chat``."""
 
 from __future__ import annotations
 
@@ -7,13 +8,21 @@ import sys
 
 import pytest
 
+from .conftest import Model
 
-@pytest.mark.relay
-def test_demo_runs_end_to_end() -> None:
+pytestmark = [pytest.mark.relay, pytest.mark.slow]
+
+
+def test_demo_runs_end_to_end(gemma_model: Model) -> None:
+    del gemma_model  # skips, loudly, where llama.cpp cannot complete a token
     result = subprocess.run(
-        [sys.executable, "-m", "dvm.demo"], capture_output=True, text=True, timeout=180, check=False
+        [sys.executable, "-m", "dvm.demo"], capture_output=True, text=True, timeout=900, check=False
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Bob reads: 'Hello Bob" in result.stdout
-    assert "the message text is not among them" in result.stdout
-    assert "FAILED" not in result.stdout
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "FAILED" not in out
+    assert out.count("ANSWER: ") == 3  # one one-shot answer, two chat answers
+    assert out.count("SIMULATED: not confidential") >= 2
+    assert out.count("container destroyed") == 2
+    assert "checked: REPORT_DATA" in out
+    assert "==> 5. stopping the node and the relay" in out
