@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attestation.simulated import SimulatedTee
 from attestation.snp.validate import DEFAULT_POLICY, Policy
@@ -197,3 +200,45 @@ def test_garbage_content_is_refused(sim_tee: SimulatedTee, trust: Trust) -> None
     with pytest.raises(AttestationRefused) as caught:
         _verify(event, request, container.public_key.hex(), trust)
     assert any("does not parse" in r for r in caught.value.reasons)
+
+
+_GARBAGE_USER = SecretKey(bytes(31) + b"\x05")
+_GARBAGE_PROVIDER = SecretKey(bytes(31) + b"\x06").public_key
+_GARBAGE_REQUEST = parse_job_request(
+    build_job_request(
+        requester=_GARBAGE_USER.public_key,
+        provider=_GARBAGE_PROVIDER,
+        tee="simulated",
+        nonce=bytes(32),
+        created_at=1,
+        params=[("model", "echo")],
+    ).sign(_GARBAGE_USER, aux_rand=bytes(32))
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    content=st.one_of(
+        st.text(max_size=200),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+            lambda inner: (
+                st.lists(inner, max_size=4)
+                | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+            ),
+            max_leaves=12,
+        ).map(json.dumps),
+    ),
+    tags=st.lists(st.lists(st.text(max_size=70), min_size=1, max_size=3), max_size=6),
+)
+def test_garbage_attestations_raise_only_attestation_refused(
+    content: str, tags: list[list[str]]
+) -> None:
+    signer = SecretKey(bytes(31) + b"\x08")
+    all_tags = (("e", _GARBAGE_REQUEST.id), *(tuple(t) for t in tags))
+    event = UnsignedEvent(signer.public_key.hex(), 1, 7100, all_tags, content).sign(
+        signer, aux_rand=bytes(32)
+    )
+    with pytest.raises(AttestationRefused) as caught:
+        _verify(event, _GARBAGE_REQUEST, signer.public_key.hex(), Trust())
+    assert caught.value.reasons
