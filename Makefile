@@ -6,6 +6,18 @@ BIN := $(VENV)/bin
 HASH := $(shell sha256sum pyproject.toml | cut -c1-16)
 DEBS := bubblewrap
 
+# llama-cpp-python compiles llama.cpp from source. Its default build tunes for the build host
+# (GGML_NATIVE), and that build segfaulted on the first completion on our AVX-512/AMX hosts.
+# We build the pinned release once with portable x86-64 flags (AVX2/FMA/F16C, no AVX-512, no
+# AMX) into a wheelhouse outside the checkout and install only that wheel (--only-binary), so
+# pip can never fall back to a natively built copy from its own cache.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF
+WHEELHOUSE ?= $(HOME)/.cache/cdvm/wheels
+LLAMA_WHEEL_STAMP := $(WHEELHOUSE)/.llama-cpp-python-$(LLAMA_VERSION)-portable
+PIP_INSTALL := $(BIN)/python -m pip install -q --find-links $(WHEELHOUSE) --only-binary llama-cpp-python
+
 .PHONY: test lint typecheck imports pytest demo setup setup-demo debs clean bench
 
 # One stamp per extra set and pyproject version: a second run reuses what the first installed.
@@ -17,13 +29,20 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.dev-$(HASH): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(LLAMA_WHEEL_STAMP): | $(BIN)/python
+	@echo "building llama-cpp-python $(LLAMA_VERSION) with portable CPU flags (several minutes, once)"
+	mkdir -p $(WHEELHOUSE)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip wheel -q --no-cache-dir --no-deps \
+		llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELHOUSE)
+	@touch $@
+
+$(VENV)/.dev-$(HASH): pyproject.toml $(LLAMA_WHEEL_STAMP) | $(BIN)/python
+	$(PIP_INSTALL) -e '.[dev]'
 	@rm -f $(VENV)/.dev-* $(VENV)/.demo-*
 	@touch $@ $(VENV)/.demo-$(HASH)
 
-$(VENV)/.demo-$(HASH): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[demo]'
+$(VENV)/.demo-$(HASH): pyproject.toml $(LLAMA_WHEEL_STAMP) | $(BIN)/python
+	$(PIP_INSTALL) -e '.[demo]'
 	@rm -f $(VENV)/.demo-*
 	@touch $@
 
