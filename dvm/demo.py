@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import http.client
 import importlib
+import json
 import os
 import secrets
 import signal
@@ -47,6 +48,8 @@ _SIMULATED_DIR = Path("~/.config/cdvm/simulated-tee").expanduser()
 _PROMPT = "Question: What is the capital of France?\nAnswer:"
 _CHAT = ("The three primary colours are", "A short poem about the sea:\n")
 _CLI = (sys.executable, "-m", "dvm.cli")
+# A base model continues text until the token budget runs out; a short budget keeps it readable.
+_MAX_TOKENS = 24
 
 
 class DemoError(Exception):
@@ -156,7 +159,7 @@ def _indent(text: str) -> str:
     return "\n".join(f"    {line}" for line in text.rstrip().splitlines())
 
 
-def _run_cli(args: Sequence[str], *, stdin: str | None = None) -> str:
+def _run_cli(args: Sequence[str], *, stdin: str | None = None, as_json: bool = False) -> str:
     result = subprocess.run(  # noqa: S603 - argv is sys.executable and our own constants
         [*_CLI, *args],
         input=stdin,
@@ -165,10 +168,16 @@ def _run_cli(args: Sequence[str], *, stdin: str | None = None) -> str:
         timeout=_JOB_TIMEOUT_S + 60,
         check=False,
     )
-    _say(_indent(result.stderr))
+    if result.stderr.strip():
+        _say(_indent(result.stderr))
     if result.returncode != 0:
         raise DemoError(f"cdvm {args[0]} exited with code {result.returncode}")
-    if "container destroyed" not in result.stderr:
+    destroyed = (
+        json.loads(result.stdout).get("destroyed") is True
+        if as_json
+        else "container destroyed" in result.stderr
+    )
+    if not destroyed:
         raise DemoError(f"cdvm {args[0]} did not report the container's destruction")
     return result.stdout
 
@@ -206,16 +215,22 @@ def _demo(work: Path) -> None:
 
         common = ["--provider", npub, "--relay", relay_url, "--model", _MODEL_NAME]
         common += ["--tee", "simulated", "--trust-simulated", str(root)]
-        common += ["--timeout", str(_JOB_TIMEOUT_S)]
+        common += ["--timeout", str(_JOB_TIMEOUT_S), "--param", f"max_tokens={_MAX_TOKENS}"]
         _say(f"==> 3. one-shot job: cdvm submit ... --prompt {_PROMPT!r}")
         answer = _run_cli(["submit", *common, "--prompt", _PROMPT])
         _say(f"    ANSWER: {answer.strip()!r}")
 
-        _say("==> 4. a chat of two messages: cdvm chat ... (stdin: two lines, then /end)")
-        stdin = "".join(line.replace("\n", " ") + "\n" for line in _CHAT) + "/end\n"
-        answers = _run_cli(["chat", *common], stdin=stdin)
-        for line in answers.strip().splitlines():
-            _say(f"    ANSWER: {line!r}")
+        _say("==> 4. a chat of two messages: cdvm chat --json ... (stdin: two lines, then /end)")
+        lines = [line.replace("\n", " ") for line in _CHAT]
+        stdin = "".join(line + "\n" for line in lines) + "/end\n"
+        report = json.loads(_run_cli(["chat", *common, "--json"], stdin=stdin, as_json=True))
+        verified = report["verified"]
+        _say(f"    evidence verified: {verified['label'] or verified['tee']}")
+        _say(f"      container {report['container']}, measurement {verified['measurement']}")
+        for line, answer in zip(lines, report["answers"], strict=True):
+            _say(f"    YOU:       {line!r}")
+            _say(f"    CONTAINER: {answer.strip()!r}")
+        _say(f"    container destroyed: {report['destroyed']} (provider status {report['status']})")
     except DemoError:
         if node_log.exists():
             _say(
