@@ -6,14 +6,23 @@ TOML 1.0: https://toml.io/en/v1.0.0 (read with :mod:`tomllib`). Every key is doc
 Contract: :func:`parse_config` checks structure and values and raises :class:`ConfigError`
 whose message names the key (``limits.max_concurrent_jobs``, ``models[1].sha256``); unknown
 keys are refused, because a setting nobody reads is a setting the operator believes in.
-Relative paths are resolved against the config file's directory. :func:`load_config` also
-checks the files: the node key file exists and is private (no group/other permission bits,
-i.e. mode 0600 or 0400), and each model file exists and matches its ``sha256`` (the container
-checks it again before loading). :func:`load_secret_key` reads the nsec.
+Relative paths are resolved against the config file's directory. The TEE kinds must be ones
+the chosen launcher can run (``simulated`` only locally, ``sev-snp``/``sev-snp+nvidia-h100``
+only on Kubernetes, the GPU kind only with a GPU runtime class); ``launcher.kind =
+"kubernetes"`` needs the ``[launcher.kubernetes]`` table
+(:func:`dvm.node.k8s_pod.parse_kubernetes_config`) and refuses the local launcher's keys.
+
+:func:`load_config` also checks the files: the node key file exists and is private (no
+group/other permission bits, i.e. mode 0600 or 0400), and, for the local launcher, each model
+file exists and matches its ``sha256`` (the container checks it again before loading). Under
+Kubernetes the models are baked into the job image at ``/models/<name>``
+(container/Containerfile): the node announces name, runner and sha256 from the config and
+never needs the files. :func:`load_secret_key` reads the nsec.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -33,6 +42,7 @@ from dvm.nostr.nip19 import decode_npub, decode_nsec
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind
 
 from .errors import ConfigError
+from .k8s_pod import MODELS_DIR, KubernetesConfig, parse_kubernetes_config
 from .params import ParamError, check_default
 
 __all__ = [
@@ -69,6 +79,9 @@ _LAUNCHER_TEES = {
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
+    """One served model. ``path`` is the file on the node (local launcher) or, under
+    Kubernetes, where the job image holds it (``/models/<name>``; not on the node's disk)."""
+
     name: str
     runner: Runner
     path: Path
@@ -84,12 +97,15 @@ class TeeConfig:
 
 @dataclass(frozen=True, slots=True)
 class LauncherConfig:
+    """``[launcher]``: the local launcher's keys, or ``kubernetes`` (set iff kind is kubernetes)."""
+
     kind: LauncherKind = LauncherKind.LOCAL
     allow_unsandboxed: bool = False
     bwrap: str = "bwrap"
     runtime_root: Path | None = None
     memory_bytes: int = 8 * 1024**3
     cpu_time_s: int = 3600
+    kubernetes: KubernetesConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +243,10 @@ _NODE = frozenset(
     {"key_file", "data_dir", "relays", "name", "about", "identifier", "kinds", "since_lookback_s"}
 )
 _TEE = frozenset({"kinds", "simulated_dir"})
-_LAUNCHER = frozenset(
-    {"kind", "allow_unsandboxed", "bwrap", "runtime_root", "memory_bytes", "cpu_time_s"}
+_LOCAL_ONLY = frozenset(
+    {"allow_unsandboxed", "bwrap", "runtime_root", "memory_bytes", "cpu_time_s"}
 )
+_LAUNCHER = _LOCAL_ONLY | {"kind", "kubernetes"}
 _LIMITS = frozenset(
     {
         "max_concurrent_jobs",
@@ -280,6 +297,13 @@ def _launcher(data: Mapping[str, Any], base_dir: Path) -> LauncherConfig:
         kind = LauncherKind(kind_text)
     except ValueError:
         raise ConfigError("config key launcher.kind must be 'local' or 'kubernetes'") from None
+    if kind is LauncherKind.KUBERNETES:
+        return _kubernetes_launcher(raw, base_dir)
+    if "kubernetes" in raw:
+        raise ConfigError(
+            "config table launcher.kubernetes is set but launcher.kind is 'local': "
+            "set launcher.kind = 'kubernetes' or remove the table"
+        )
     root = raw.get("runtime_root")
     if root is not None and (not isinstance(root, str) or not root):
         raise ConfigError("config key launcher.runtime_root must be a non-empty string")
@@ -293,23 +317,81 @@ def _launcher(data: Mapping[str, Any], base_dir: Path) -> LauncherConfig:
     )
 
 
-def _tee(data: Mapping[str, Any], base_dir: Path, launcher: LauncherKind) -> TeeConfig:
+def _kubernetes_launcher(raw: Mapping[str, Any], base_dir: Path) -> LauncherConfig:
+    local = sorted(set(raw) & _LOCAL_ONLY)
+    if local:
+        raise ConfigError(
+            f"config key(s) launcher.{', launcher.'.join(local)} apply to the local launcher "
+            "only; launcher.kind is 'kubernetes' (its settings are in [launcher.kubernetes])"
+        )
+    table = raw.get("kubernetes")
+    if table is None:
+        raise ConfigError(
+            "config table launcher.kubernetes is required when launcher.kind = 'kubernetes' "
+            "(at least image = 'registry/path@sha256:...'; docs/deploy.md)"
+        )
+    if not isinstance(table, dict):
+        raise ConfigError("config key launcher.kubernetes must be a table")
+    kube = parse_kubernetes_config(table)
+    if kube.kubeconfig is not None:  # a path like every other: relative to the config file
+        kube = dataclasses.replace(kube, kubeconfig=str(_path(base_dir, kube.kubeconfig)))
+    return LauncherConfig(kind=LauncherKind.KUBERNETES, kubernetes=kube)
+
+
+_TEE_NAMES = frozenset(t.value for t in TeeKind)
+_WHY_NOT = {
+    LauncherKind.LOCAL: "hardware TEEs need the kubernetes launcher",
+    LauncherKind.KUBERNETES: (
+        "simulated evidence is not confidential and runs only under the local launcher"
+    ),
+}
+
+
+def _tee(data: Mapping[str, Any], base_dir: Path, launcher: LauncherConfig) -> TeeConfig:
     raw = _table(data, "tee", "tee", _TEE)
     kinds = raw.get("kinds")
     if not isinstance(kinds, list) or not kinds:
         raise ConfigError("config key tee.kinds must be a non-empty list of TEE kinds")
-    offered = _LAUNCHER_TEES[launcher]
+    offered = _LAUNCHER_TEES[launcher.kind]
     for kind in kinds:
+        if not isinstance(kind, str):
+            raise ConfigError("config key tee.kinds must hold TEE kind names (strings)")
         if kind not in offered:
+            why = f" ({_WHY_NOT[launcher.kind]})" if kind in _TEE_NAMES else ""
             raise ConfigError(
-                f"config key tee.kinds: the {launcher.value} launcher offers only "
-                f"{', '.join(sorted(offered))}"
+                f"config key tee.kinds: the {launcher.kind.value} launcher offers only "
+                f"{', '.join(sorted(offered))}, not {kind[:32]!r}{why}"
             )
+    kube = launcher.kubernetes
+    if TeeKind.SEV_SNP_NVIDIA_H100 in kinds and kube is not None and not kube.offers_gpu:
+        raise ConfigError(
+            f"config key tee.kinds offers {TeeKind.SEV_SNP_NVIDIA_H100.value} but "
+            "launcher.kubernetes.gpu_runtime_class is not set (for example "
+            "kata-qemu-nvidia-gpu-snp); GPU jobs could never start"
+        )
     simulated_dir = _str(raw, "simulated_dir", "tee", _DEFAULT_SIMULATED_DIR)
     return TeeConfig(tuple(dict.fromkeys(kinds)), _path(base_dir, simulated_dir))
 
 
-def _model(raw: object, index: int, base_dir: Path, max_output_tokens: int) -> ModelConfig:
+def _model_path(
+    raw: Mapping[str, Any], where: str, name: str, base_dir: Path, *, in_image: bool
+) -> Path:
+    if not in_image:
+        return _path(base_dir, _str(raw, "path", where))
+    # Under Kubernetes the job image holds the model (baked in by digest); a path on the node
+    # would be a setting nobody reads, so only the in-image path itself is accepted.
+    image_path = f"{MODELS_DIR}/{name}"
+    if "path" in raw and raw["path"] != image_path:
+        raise ConfigError(
+            f"config key {where}.path: under the kubernetes launcher the model is baked into "
+            f"the job image at {image_path}; remove path (or set it to {image_path!r})"
+        )
+    return Path(image_path)
+
+
+def _model(
+    raw: object, index: int, base_dir: Path, max_output_tokens: int, *, in_image: bool
+) -> ModelConfig:
     where = f"models[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(f"config key {where} must be a table")
@@ -337,7 +419,7 @@ def _model(raw: object, index: int, base_dir: Path, max_output_tokens: int) -> M
     return ModelConfig(
         name=name,
         runner=runner,
-        path=_path(base_dir, _str(raw, "path", where)),
+        path=_model_path(raw, where, name, base_dir, in_image=in_image),
         sha256=sha256,
         defaults=MappingProxyType(dict(defaults)),
     )
@@ -354,8 +436,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
     raw_models = data.get("models")
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError("config key models must list at least one [[models]] table")
+    in_image = launcher.kind is LauncherKind.KUBERNETES
     models = tuple(
-        _model(raw, i, base_dir, limits.max_output_tokens) for i, raw in enumerate(raw_models)
+        _model(raw, i, base_dir, limits.max_output_tokens, in_image=in_image)
+        for i, raw in enumerate(raw_models)
     )
     names = [m.name for m in models]
     if len(set(names)) != len(names):
@@ -368,7 +452,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
         data_dir=_path(base_dir, _str(node, "data_dir", "node")),
         relays=_relays(node),
         models=models,
-        tee=_tee(data, base_dir, launcher.kind),
+        tee=_tee(data, base_dir, launcher),
         launcher=launcher,
         limits=limits,
         name=_str(node, "name", "node", _DEFAULT_NAME),
@@ -406,6 +490,8 @@ def _check_key_file(path: Path) -> None:
 
 
 def _check_models(config: NodeConfig) -> None:
+    if config.launcher.kind is LauncherKind.KUBERNETES:
+        return  # the files are in the job image; the container checks each sha256 there
     for index, model in enumerate(config.models):
         if not model.path.is_file():
             raise ConfigError(f"config key models[{index}].path: {model.path} is not a file")
@@ -418,7 +504,7 @@ def _check_models(config: NodeConfig) -> None:
 
 
 def load_config(path: Path) -> NodeConfig:
-    """Read, parse and check ``path``: the key file's mode and every model's sha256."""
+    """Read, parse and check ``path``: the key file's mode and (local) every model's sha256."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError:

@@ -8,11 +8,16 @@ arrive on :meth:`LaunchedJob.status_lines`, :meth:`LaunchedJob.wait` returns an
 on Kubernetes), and :meth:`LaunchedJob.kill` ends it now. ``handle`` is what the ledger keeps
 so that :meth:`Launcher.collect_orphans` of a restarted node can find what a previous run left.
 
-Implementations: :mod:`dvm.node.local_launcher` (a bubblewrap sandbox per job, simulated TEE);
-a Kubernetes launcher (a Pod per job in a confidential VM) plugs in here.
+Implementations: :mod:`dvm.node.local_launcher` (a bubblewrap sandbox per job, simulated TEE)
+and :mod:`dvm.node.kubernetes_launcher` (a Confidential Containers Pod per job; its status
+lines come from :mod:`dvm.node.relay_status`, because the host cannot read the pod's stdout).
+A launch that cannot start raises :class:`~dvm.node.errors.LaunchError` whose ``reason`` and
+message become the ``error`` feedback.
 
 :func:`feedback_for_exit` is the one mapping from an exit to the final feedback
-(docs/launch.md §3), shared by every launcher.
+(docs/launch.md §3), shared by every launcher; the launcher's ``ExitInfo.detail`` (for example
+``activeDeadlineSeconds reached (DeadlineExceeded)``) is appended to the message so the
+requester learns what happened, not only the class of failure.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 MAX_STATUS_LINE_BYTES = 4096
+_MAX_DETAIL_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +139,8 @@ def parse_status_line(line: bytes) -> StatusLine:
 
 @dataclass(frozen=True, slots=True)
 class ExitInfo:
-    """How a container ended. ``exit_code`` is None when the launcher killed it."""
+    """How a container ended. ``exit_code`` is None when the launcher killed it; ``detail`` is
+    the launcher's short public explanation (no job data), shown in the final feedback."""
 
     exit_code: int | None
     killed: bool
@@ -159,8 +166,24 @@ _LAUNCH_CODES = {
 }
 
 
+def _with_detail(message: str, detail: str) -> str:
+    detail = detail.strip()[:_MAX_DETAIL_CHARS]
+    if not detail:
+        return message
+    return f"{message}: {detail}" if message else detail
+
+
 def feedback_for_exit(info: ExitInfo) -> FinalFeedback:
     """docs/launch.md §3: exit code (or kill) -> the node's final feedback."""
+    final = _feedback_for_code(info)
+    if not info.detail.strip():
+        return final
+    return FinalFeedback(
+        final.status, final.reason, final.destroyed, _with_detail(final.message, info.detail)
+    )
+
+
+def _feedback_for_code(info: ExitInfo) -> FinalFeedback:
     if info.killed:
         return FinalFeedback(
             FeedbackStatus.ERROR, ErrorReason.TIMEOUT, info.destroyed, "killed by the launcher"

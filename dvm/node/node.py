@@ -4,10 +4,13 @@ DESIGN §3.1-§3.3 and §3.9; docs/node.md (lifecycle, ledger states, feedback m
 
 Lifecycle of :meth:`ProviderNode.run`:
 
-1. open the relay pool (signed with the node key P);
-2. collect orphans: every job a previous run left ``received``/``launching``/``running`` in
-   the ledger gets its container killed (if it is still ours), is marked ``failed`` and gets
-   ``error`` feedback;
+1. open the relay pool (signed with the node key P), or use the one given to the constructor
+   (``cdvm serve`` opens it first under Kubernetes, where the launcher's status source
+   subscribes on the same pool; the node then leaves closing it to its owner);
+2. collect orphans: the launcher kills what a previous run left (every job the ledger holds
+   ``received``/``launching``/``running`` whose container is still ours; under Kubernetes
+   every pod labelled with this node, recorded or not); those jobs are marked ``failed`` and
+   get ``error`` feedback;
 3. publish the kind-10002 relay list and the kind-31990 announcement;
 4. subscribe to job requests (kinds 5000-5999) ``#p``-tagged to P since ``now -
    node.since_lookback_s``, so requests sent while the node restarted are still seen (the
@@ -17,7 +20,9 @@ Lifecycle of :meth:`ProviderNode.run`:
 6. per job task (the scheduler's per-job boundary, the one broad ``except``): ``processing``
    feedback, launch, ``processing`` + ``["container", C]`` on the ``attested`` status line, then
    on exit ``success`` + ``["destroyed","true"]`` or ``error`` with the reason of
-   docs/launch.md §3;
+   docs/launch.md §3; a launch that cannot start gets ``error`` with the
+   :class:`~dvm.node.errors.LaunchError`'s ``reason`` (``launch-failed``, ``capacity``,
+   ``unsupported-tee``) and its message;
 7. on ``stop``: close the intake subscription, give running jobs up to ``limits.grace_s`` to
    finish, kill the rest (their feedback is ``error`` ``timeout``), publish the NIP-09
    deletion of the announcement, close the pool.
@@ -53,6 +58,7 @@ __all__ = ["ProviderNode"]
 
 _log = logging.getLogger(__name__)
 _STATUS_DRAIN_S = 5.0
+_MAX_CONTENT_CHARS = 500
 
 
 class ProviderNode:
@@ -67,6 +73,7 @@ class ProviderNode:
         ledger: JobLedger,
         runtime_version: str,
         runtime_image: str,
+        pool: RelayPool | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
@@ -81,6 +88,7 @@ class ProviderNode:
         self._clock = clock
         self._random_bytes = random_bytes
         self._admission = Admission(config.limits, clock=monotonic)
+        self._given_pool = pool
         self._pool: RelayPool | None = None
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._launched: dict[str, LaunchedJob] = {}
@@ -145,11 +153,24 @@ class ProviderNode:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            pool = self._given_pool
+            if pool is None:
+                pool = await stack.enter_async_context(
+                    RelayPool(
+                        self._config.relays,
+                        secret_key=self._key,
+                        clock=self._clock,
+                        random_bytes=self._random_bytes,
+                    )
+                )
+            await self._serve(pool, stop)
+        _log.info("node %s stopped", self._pubkey.hex())
+
+    async def _serve(self, pool: RelayPool, stop: asyncio.Event) -> None:
         config = self._config
-        async with RelayPool(
-            config.relays, secret_key=self._key, clock=self._clock, random_bytes=self._random_bytes
-        ) as pool:
-            self._pool = pool
+        self._pool = pool
+        try:
             await self._collect_orphans()
             now = int(self._clock())
             author = self._pubkey.hex()
@@ -181,8 +202,8 @@ class ProviderNode:
                     config, author_hex=author, created_at=int(self._clock())
                 )
                 await self._publish(withdrawal)
-                self._pool = None
-        _log.info("node %s stopped", self._pubkey.hex())
+        finally:
+            self._pool = None
 
     async def _drain(self) -> None:
         """Let running jobs finish within the grace period, then kill what is left."""
@@ -203,9 +224,9 @@ class ProviderNode:
 
     async def _collect_orphans(self) -> None:
         records = self._ledger.unfinished()
-        if not records:
-            return
         handles = {r.request_id: r.handle for r in records if r.handle}
+        # Always asked, even with nothing in the ledger: the Kubernetes launcher also deletes
+        # pods a previous run created but never recorded (it died between create and ledger).
         killed = set(await self._launcher.collect_orphans(handles))
         for record in records:
             self._ledger.transition(record.request_id, JobState.FAILED, reason="node-restart")
@@ -310,14 +331,14 @@ class ProviderNode:
         try:
             launched = await self._launcher.launch(self._launch_request(accepted))
         except LaunchError as exc:
-            _log.error("job %s: launch failed: %s", job_id, exc)
-            self._ledger.transition(job_id, JobState.FAILED, reason=ErrorReason.LAUNCH_FAILED)
+            _log.error("job %s: launch failed (%s): %s", job_id, exc.reason.value, exc)
+            self._ledger.transition(job_id, JobState.FAILED, reason=exc.reason.value)
             await self._feedback(
                 job_id,
                 requester,
                 FeedbackStatus.ERROR,
-                reason=ErrorReason.LAUNCH_FAILED,
-                content="the container could not be started",
+                reason=exc.reason,
+                content=str(exc)[:_MAX_CONTENT_CHARS] or "the container could not be started",
             )
             return
         self._launched[job_id] = launched

@@ -127,6 +127,8 @@ def test_two_models_with_one_name_are_refused(document: dict[str, Any], tmp_path
 
 def test_kubernetes_launcher_takes_hardware_tees(document: dict[str, Any], tmp_path: Path) -> None:
     doc = _set(_set(document, "launcher.kind", "kubernetes"), "tee.kinds", ["sev-snp"])
+    doc = _set(doc, "launcher.kubernetes", {"image": "registry.example/job@sha256:" + "a" * 64})
+    doc = _set(doc, "models.0.path", _DELETE)  # in the job image, not on the node
     assert parse_config(doc, base_dir=tmp_path).tee.kinds == ("sev-snp",)
     with pytest.raises(ConfigError, match="kubernetes launcher offers only"):
         parse_config(_set(doc, "tee.kinds", ["simulated"]), base_dir=tmp_path)

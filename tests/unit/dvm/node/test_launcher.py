@@ -145,3 +145,35 @@ def test_exit_to_feedback(
 ) -> None:
     final = feedback_for_exit(info)
     assert (final.status, final.reason, final.destroyed) == (status, reason, destroyed)
+
+
+@pytest.mark.parametrize(
+    ("info", "message"),
+    [
+        (
+            ExitInfo(None, killed=True, destroyed=True, detail="activeDeadlineSeconds reached"),
+            "killed by the launcher: activeDeadlineSeconds reached",
+        ),
+        (
+            ExitInfo(21, killed=False, destroyed=True, detail="pod reason Error"),
+            "model missing, wrong sha256, or failed to load: pod reason Error",
+        ),
+        (
+            ExitInfo(0, killed=False, destroyed=True, detail="the pod was deleted while it ran"),
+            "the pod was deleted while it ran",
+        ),
+        (ExitInfo(12, killed=False, destroyed=True, detail="  "), "hard deadline"),
+    ],
+)
+def test_the_launchers_detail_reaches_the_feedback_message(info: ExitInfo, message: str) -> None:
+    final = feedback_for_exit(info)
+    assert final.message == message
+    # The detail never changes the status, the reason or the destruction.
+    plain = feedback_for_exit(ExitInfo(info.exit_code, killed=info.killed, destroyed=True))
+    assert (final.status, final.reason, final.destroyed) == (plain.status, plain.reason, True)
+
+
+def test_a_long_detail_is_cut() -> None:
+    final = feedback_for_exit(ExitInfo(1, killed=False, destroyed=True, detail="x" * 5000))
+    assert final.message.startswith("the container failed: x")
+    assert len(final.message) < 600
