@@ -133,11 +133,15 @@ def bwrap_argv(
     for key, value in sandbox_env(home="/tmp", pythonpath=RUNTIME_MOUNT).items():  # noqa: S108 - the sandbox's own tmpfs
         args += ["--setenv", key, value]
     args += _system_binds(exists, readlink)
+    # bwrap applies mounts in order: the scratch tmpfs goes first, so a Python installation or
+    # virtual environment that lives under /tmp (a checkout in /tmp) is bound on top of it
+    # rather than hidden by it.
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
     for prefix in dict.fromkeys(plan.python_prefixes):
         args += ["--ro-bind", str(prefix), str(prefix)]
     args += ["--ro-bind", str(plan.runtime_dir), RUNTIME_MOUNT]
     args += ["--ro-bind", str(plan.model_path), f"{MODELS_MOUNT}/{plan.model_name}"]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]  # noqa: S108
+    args += ["--chdir", "/tmp"]  # noqa: S108
     args += ["--", str(plan.python), "-P", "-m", plan.module]
     return args
 

@@ -84,6 +84,24 @@ def test_binds_are_read_only_and_minimal() -> None:
     assert ("/tmp",) in _pairs(argv, "--chdir", 1)
 
 
+def test_an_installation_under_tmp_is_bound_after_the_scratch_tmpfs() -> None:
+    # A checkout (and its venv) in /tmp must stay visible: the tmpfs over /tmp has to be
+    # mounted before the binds, or it hides them and the container cannot start.
+    plan = SandboxPlan(
+        python=Path("/tmp/checkout/.venv/bin/python"),
+        python_prefixes=(Path("/tmp/checkout/.venv"), Path("/py")),
+        runtime_dir=Path("/tmp/stage"),
+        model_path=Path("/tmp/models/m.gguf"),
+        model_name="m",
+    )
+    argv = bwrap_argv("bwrap", plan, exists=lambda p: False, readlink=lambda p: None)
+    tmpfs_at = argv.index("--tmpfs")
+    bind_positions = [i for i, a in enumerate(argv) if a == "--ro-bind"]
+    under_tmp = [i for i in bind_positions if argv[i + 2].startswith("/tmp/")]
+    assert under_tmp, "the plan binds something under /tmp"
+    assert all(i > tmpfs_at for i in under_tmp)
+
+
 def test_environment_is_the_documented_one() -> None:
     argv = _argv()
     env = dict(_pairs(argv, "--setenv", 2))
