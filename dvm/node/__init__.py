@@ -5,7 +5,10 @@ Modules: ``config`` (TOML -> frozen values), ``params`` (job parameters), ``admi
 refused with a cdvm/1 reason), ``ledger`` (SQLite, at most one launch per request id),
 ``launcher`` (the :class:`Launcher` seam and the exit -> feedback mapping), ``local_launcher``
 + ``sandbox`` + ``psp`` (a bubblewrap sandbox per job with the simulated PSP), ``announce``
-(NIP-89 / NIP-65 / NIP-09 events), ``node`` (:class:`ProviderNode`, the lifecycle).
+(NIP-89 / NIP-65 / NIP-09 events), ``node`` (:class:`ProviderNode`, the lifecycle);
+for Confidential Containers: ``k8s_pod`` (pure Pod and config building),
+``kubernetes_launcher`` (a Pod per job through the Kubernetes API) and ``relay_status`` (learns
+the container key from its verified kind-7100 event, since the pod's stdout is sealed).
 Sits above ``dvm.relay`` and ``dvm.nostr``; independent of ``dvm.client`` (import-linter).
 See ``docs/node.md``.
 """
