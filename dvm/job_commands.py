@@ -113,6 +113,7 @@ def _options(args: argparse.Namespace) -> JobOptions:
         tee=args.tee,
         policy=load_policy_file(Path(args.policy)) if args.policy else DEFAULT_POLICY,
         trust=trust,
+        trusted_images=tuple(args.trust_image),
         timeouts=Timeouts.uniform(args.timeout),
         wrap_kind=args.wrap_kind,
         progress=_quiet if args.json else _progress,
@@ -228,6 +229,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ROOT.pem",
         help="trust this simulated ARK (SIMULATED: not confidential)",
+    )
+    parser.add_argument(
+        "--trust-image",
+        action="append",
+        default=[],
+        metavar="DIGEST_REF",
+        help=(
+            "sev-snp jobs: accept only this job image, registry/name@sha256:<64 hex> "
+            "(repeatable; tags refused; default: any image, with a warning)"
+        ),
     )
     parser.add_argument(
         "--timeout", type=float, default=300.0, metavar="S", help="seconds per step (default 300)"

@@ -7,7 +7,10 @@ request's ``param`` tags (``model`` first, then ``mode``, then the caller's own)
 params may not repeat ``model`` or ``mode`` (the request parser refuses duplicate names, so the
 node and the container could never read different values -- we refuse earlier, as a usage
 error). ``trust`` starts with the pinned AMD roots only: simulated evidence is refused unless a
-simulated root is added on purpose with :func:`trust_simulated_roots`.
+simulated root is added on purpose with :func:`trust_simulated_roots`. ``trusted_images`` pins the
+job image of ``sev-snp`` jobs: digest references ``registry/name@sha256:<64 hex>`` only
+(:func:`attestation.initdata.check_image_reference`; a tag is a pointer its owner can move, so it
+is a usage error); empty means any image is accepted and the verification says so.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from attestation.errors import AttestationError
+from attestation.initdata import check_image_reference
 from attestation.snp.validate import DEFAULT_POLICY, Policy, load_policy
 from attestation.verification import Trust
 from dvm.nostr.keys import PublicKey
@@ -104,6 +108,8 @@ class JobOptions:
     wrap_kind: int = WRAP_KIND_EPHEMERAL
     expiration_s: int = 3600  # the request's NIP-40 expiration, from now
     fresh_session: bool = True  # a new session key S per job (DESIGN §3.2)
+    #: job images (digest references) a sev-snp container may run; empty: any, with a warning
+    trusted_images: tuple[str, ...] = ()
     progress: ProgressListener = _no_progress
 
     def __post_init__(self) -> None:
@@ -132,6 +138,14 @@ class JobOptions:
                 raise OptionsError(f"parameter {name!r} is set by its own option")
         if len(set(names)) != len(names):
             raise OptionsError("a parameter is given twice")
+        for image in self.trusted_images:
+            try:
+                check_image_reference(image)
+            except AttestationError:
+                raise OptionsError(
+                    f"trusted image (--trust-image) {image[:120]!r} is not a digest reference "
+                    "registry.example/name@sha256:<64 hex> (tags are refused: a tag can be moved)"
+                ) from None
 
     def request_params(self, mode: JobMode) -> tuple[tuple[str, str], ...]:
         return (("model", self.model), ("mode", mode.value), *self.params)

@@ -272,6 +272,7 @@ class JobSession:
             policy=opts.policy,
             trust=opts.trust,
             now=datetime.fromtimestamp(self._clock(), UTC),
+            trusted_images=opts.trusted_images,
         )
         self._verification = verification
         opts.progress(Step.VERIFIED, describe_verification(verification))

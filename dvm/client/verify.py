@@ -17,16 +17,37 @@ Checks, all run, all reported:
   extensions, policy, the REPORT_DATA binding, and ``claims.job`` / ``nonce`` / ``provider`` /
   ``pubkey`` equal to our request and to C;
 - the kind of evidence is the kind of TEE we asked for (``simulated`` is never accepted for a
-  ``sev-snp`` request, and ``sev-snp+nvidia-h100`` needs GPU evidence).
+  ``sev-snp`` request, and ``sev-snp+nvidia-h100`` needs GPU evidence);
+- for ``sev-snp`` and ``sev-snp+nvidia-h100`` jobs (Confidential Containers, DESIGN §3.4):
+  ``HOST_DATA`` is the digest of **this job's initdata**, rebuilt here with
+  :func:`expected_initdata` -- the same :func:`attestation.initdata.build_initdata` call the
+  Kubernetes launcher (``dvm/node/k8s_pod.py``) and the node's own check
+  (``dvm/node/relay_status.py``) make, from our job id, the provider we addressed, the image in
+  ``claims.runtime.image`` (a digest reference, else refused) and the GPU flag of the TEE kind. It
+  goes to :func:`~attestation.verification.verify_evidence` as ``Expected.host_data``; a bundle
+  that carries its initdata document must be byte-identical to it. Since the document's agent
+  policy pins that image digest and forbids exec/attach/log reading, a report of another job,
+  provider or image, or of a pod launched with a looser policy, is refused. With
+  ``trusted_images`` the image must be one of them; without, the image is accepted and listed in
+  the warnings (``image not pinned: ...``). Simulated jobs have no initdata and no image check.
 """
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from attestation.errors import AttestationError, PolicyViolation
-from attestation.evidence import SIMULATED_LABEL, parse_bundle
+from attestation.evidence import SIMULATED_LABEL, Bundle, parse_bundle
+from attestation.initdata import (
+    build_initdata,
+    check_image_reference,
+    expected_host_data,
+    verify_initdata,
+)
+from attestation.snp.abi import parse_report
 from attestation.snp.validate import Policy
 from attestation.verification import EvidenceRejected, Expected, Trust, verify_evidence
 from dvm.nostr.cdvm import Claims, parse_attestation
@@ -36,7 +57,10 @@ from dvm.nostr.nip90 import JobRequest, TeeKind
 
 from .errors import AttestationRefused
 
-__all__ = ["Verification", "verify_attestation"]
+__all__ = ["CONFIDENTIAL_CONTAINER_TEES", "Verification", "expected_initdata", "verify_attestation"]
+
+#: TEE kinds that run under Confidential Containers, where HOST_DATA = digest of the initdata.
+CONFIDENTIAL_CONTAINER_TEES = frozenset({TeeKind.SEV_SNP.value, TeeKind.SEV_SNP_NVIDIA_H100.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +105,88 @@ def _tee_mismatch(requested: str, cpu_simulated: bool, gpus: int) -> str | None:
     return None
 
 
+def expected_initdata(request: JobRequest, *, image: str) -> bytes:
+    """The initdata the Kubernetes launcher puts on the pod of ``request`` running ``image``.
+
+    The one construction shared with the launcher: job id, the provider the request addresses,
+    the image digest reference, and ``gpu`` when the request asks for an NVIDIA GPU TEE. Raises
+    :class:`~attestation.errors.ParseError` if ``image`` is not a digest reference.
+    """
+    return build_initdata(
+        job_id=request.id, provider=request.provider, image=image, gpu=_gpu(request)
+    )
+
+
+def _gpu(request: JobRequest) -> bool:
+    return request.tee == TeeKind.SEV_SNP_NVIDIA_H100.value
+
+
+@dataclass(frozen=True, slots=True)
+class _LaunchCheck:
+    """What the image and initdata checks of a Confidential Containers job found."""
+
+    reasons: tuple[str, ...]
+    notes: tuple[str, ...]
+    checks: tuple[str, ...]
+    initdata: bytes | None  # this job's initdata, None when it cannot be built
+
+
+def _launch_check(request: JobRequest, image: str, trusted_images: Sequence[str]) -> _LaunchCheck:
+    reasons: list[str] = []
+    notes: list[str] = []
+    checks: list[str] = []
+    if trusted_images and image not in trusted_images:
+        reasons.append(
+            f"claims.runtime.image {image[:200]!r} is not one of the trusted images "
+            f"({len(trusted_images)} given with --trust-image)"
+        )
+    elif trusted_images:
+        checks.append(f"image {image} is one of the trusted images")
+    else:
+        notes.append(f"image not pinned: {image[:200]} (pin it with --trust-image)")
+    try:
+        check_image_reference(image)
+    except AttestationError:
+        reasons.append(
+            f"claims.runtime.image {image[:200]!r} is not a digest reference "
+            "registry/name@sha256:<64 hex>: this job's initdata (HOST_DATA) cannot be rebuilt"
+        )
+        return _LaunchCheck(tuple(reasons), tuple(notes), tuple(checks), None)
+    checks.append(
+        "HOST_DATA = SHA-256 of this job's initdata (job, provider, image digest, agent policy "
+        "pinning the image and refusing exec/attach/log reading)"
+    )
+    return _LaunchCheck(
+        tuple(reasons), tuple(notes), tuple(checks), expected_initdata(request, image=image)
+    )
+
+
+def _initdata_reasons(
+    bundle: Bundle, request: JobRequest, image: str, initdata: bytes
+) -> list[str]:
+    """HOST_DATA of the report, and the bundle's initdata if it carries one, against ours."""
+    reasons: list[str] = []
+    host_data = parse_report(bundle.cpu.report, product=bundle.cpu.product).host_data
+    if not hmac.compare_digest(host_data, expected_host_data(initdata)):
+        reasons.append(
+            f"HOST_DATA is not the digest of this job's initdata (job {request.id[:16]}…, "
+            f"provider {request.provider[:16]}…, image {image[:200]}): the pod was launched "
+            "for another job, provider or image, or under another agent policy"
+        )
+    if bundle.initdata is not None:
+        try:
+            verify_initdata(
+                bundle.initdata,
+                job_id=request.id,
+                provider=request.provider,
+                image=image,
+                gpu=_gpu(request),
+            )
+        except AttestationError as exc:
+            reasons.append(f"the bundle's initdata is not this job's: {exc}")
+    return reasons
+
+
 def verify_attestation(
     event: Event,
     *,
@@ -89,8 +195,13 @@ def verify_attestation(
     policy: Policy,
     trust: Trust,
     now: datetime,
+    trusted_images: Sequence[str] = (),
 ) -> Verification:
-    """Verify ``event`` for ``request`` and the container key ``container``; see the module."""
+    """Verify ``event`` for ``request`` and the container key ``container``; see the module.
+
+    ``trusted_images`` (digest references) pins ``claims.runtime.image`` of Confidential
+    Containers jobs; empty accepts any image with an ``image not pinned`` warning.
+    """
     reasons: list[str] = []
 
     def refuse() -> AttestationRefused:
@@ -116,6 +227,13 @@ def verify_attestation(
         reasons.append(f"the attestation expired at {att.expiration}")
     if att.claims.model.name != request.model:
         reasons.append(f"claims.model.name is {att.claims.model.name!r}, not {request.model!r}")
+    image = att.claims.runtime.image
+    launch = (
+        _launch_check(request, image, trusted_images)
+        if request.tee in CONFIDENTIAL_CONTAINER_TEES
+        else _LaunchCheck((), (), (), None)
+    )
+    reasons += launch.reasons
     try:
         bundle = parse_bundle(event.content)
     except AttestationError as exc:
@@ -125,15 +243,29 @@ def verify_attestation(
     if mismatch is not None:
         reasons.append(mismatch)
     expected = Expected(
-        job=request.id, nonce=request.nonce, provider=request.provider, container_pubkey=container
+        job=request.id,
+        nonce=request.nonce,
+        provider=request.provider,
+        container_pubkey=container,
+        host_data=None if launch.initdata is None else expected_host_data(launch.initdata),
     )
     try:
+        if launch.initdata is not None:
+            reasons += _initdata_reasons(bundle, request, image, launch.initdata)
         verified = verify_evidence(bundle, policy, now=now, trust=trust, expected=expected)
     except AttestationError as exc:
         reasons += _reasons_of(exc)
         raise refuse() from None
     if reasons:
         raise refuse()
+    notes = list(launch.notes)
+    # verify_evidence's policy note "HOST_DATA not pinned" is about Policy.host_data; the job's
+    # HOST_DATA was compared through Expected.host_data, so the note would be false here.
+    notes += [
+        w
+        for w in verified.warnings
+        if launch.initdata is None or not w.startswith(("HOST_DATA", "no initdata"))
+    ]
     snp = verified.snp
     root = (
         f"the explicitly trusted simulated root (ARK sha256 {snp.ark_sha256[:16]}…)"
@@ -148,6 +280,7 @@ def verify_attestation(
         "claims.job, claims.nonce and claims.provider equal our request; claims.pubkey equals C",
         f"TEE kind {verified.tee} as requested, model {att.claims.model.name!r} as requested",
     ]
+    checks += launch.checks
     if verified.gpus:
         checks.append(f"{len(verified.gpus)} GPU report(s): chain, signature, nonce")
     return Verification(
@@ -159,5 +292,5 @@ def verify_attestation(
         claims=att.claims,
         measurement=snp.report.measurement.hex(),
         checks=tuple(checks),
-        warnings=tuple(verified.warnings),
+        warnings=tuple(notes),
     )

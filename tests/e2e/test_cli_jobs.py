@@ -177,6 +177,25 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     )
     assert bad_param.returncode == 2
     assert "its own option" in bad_param.stderr
+    tagged = "registry.example/cdvm/job:latest"
+    for image in (tagged, tagged + "@sha256:" + "ab" * 32):
+        bad_image = run_cli(
+            "submit",
+            "--provider",
+            "ab" * 32,
+            "--relay",
+            "ws://127.0.0.1:1",
+            "--model",
+            "m",
+            "--trust-image",
+            image,
+            "--prompt",
+            "x",
+        )
+        assert bad_image.returncode == 2, bad_image.stderr
+        assert "--trust-image" in bad_image.stderr
+        assert "tags are refused" in bad_image.stderr
+        assert image in bad_image.stderr
 
 
 def test_cli_times_out_with_exit_3_when_no_provider_answers(relay: RelayProcess) -> None:

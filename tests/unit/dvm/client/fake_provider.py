@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from attestation.evidence import SnpItem
+from attestation.evidence import EvidenceType, SnpItem
+from attestation.initdata import build_initdata
 from attestation.simulated import SimulatedTee
 from dvm.nostr import nip44
 from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, build_attestation
@@ -51,6 +52,9 @@ class Tamper:
     impostor_attestation: bool = False  # an honest-looking attestation by another key, first
     impostor_feedback: bool = False  # feedback signed by someone else naming another container
     skip_success: bool = False  # never publish the final feedback
+    #: run "under Confidential Containers": this image in the claims, a sev-snp-typed item whose
+    #: HOST_DATA is the digest of the job's initdata (the test pins the simulated ARK as AMD's)
+    coco_image: str | None = None
 
 
 def _now() -> int:
@@ -112,12 +116,25 @@ class FakeProvider:
             nonce=t.nonce or request.nonce,
             provider=(t.provider or self.pubkey).hex(),
             model=ModelClaim(request.model or "none", MODEL_SHA256),
-            runtime=RuntimeClaim("0.1.0", "fake"),
+            runtime=RuntimeClaim("0.1.0", t.coco_image or "fake"),
+        )
+        initdata = (
+            None
+            if t.coco_image is None
+            else build_initdata(
+                job_id=claims.job,
+                provider=claims.provider,
+                image=t.coco_image,
+                gpu=request.tee == "sev-snp+nvidia-h100",
+            )
         )
         item = self.tee.attest(
             container_pubkey=bytes.fromhex(container.public_key.hex()),
             claims=claims.to_dict(),
+            initdata=initdata,
         )
+        if t.coco_image is not None:
+            item = replace(item, type=EvidenceType.SEV_SNP)
         if t.flip_report:
             raw = bytearray(item.report)
             raw[MEASUREMENT_OFFSET] ^= 0x01

@@ -75,3 +75,29 @@ def test_unreadable_or_bad_files_are_usage_errors(tmp_path: Path) -> None:
     good = tmp_path / "good.toml"
     good.write_text("[snp]\nallow_smt = false\n")
     assert load_policy_file(good).allow_smt is False
+
+
+_DIGEST = "@sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        "registry.example/cdvm/job:latest",
+        "registry.example/cdvm/job:1.0" + _DIGEST,
+        "cdvm/job" + _DIGEST,  # no registry host: a short name is rewritten by the runtime
+        "registry.example/cdvm/job@sha256:" + "AB" * 32,
+        "",
+    ],
+)
+def test_a_trusted_image_must_be_a_digest_reference(image: str) -> None:
+    with pytest.raises(OptionsError, match="tags are refused") as caught:
+        JobOptions(provider=P, relays=("ws://r",), model="m", trusted_images=(image,))
+    assert "--trust-image" in str(caught.value)
+
+
+def test_digest_references_are_trusted_images() -> None:
+    images = ("registry.example/cdvm/job" + _DIGEST, "localhost:5000/job" + _DIGEST)
+    opts = JobOptions(provider=P, relays=("ws://r",), model="m", trusted_images=images)
+    assert opts.trusted_images == images
+    assert JobOptions(provider=P, relays=("ws://r",), model="m").trusted_images == ()

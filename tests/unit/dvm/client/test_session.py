@@ -7,6 +7,7 @@ check the client refuses with that reason and sends nothing to the container.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from attestation.simulated import SimulatedTee
+from attestation.snp.abi import Product
 from attestation.verification import Trust
 from dvm.client import (
     AttestationRefused,
@@ -205,3 +207,51 @@ async def test_missing_destruction_is_reported_not_hidden(
     assert outcome.answer == "echo: x"
     assert not outcome.destroyed
     assert not outcome.ok
+
+
+_IMAGE = "registry.example/cdvm/job@sha256:" + "ab" * 32
+
+
+def _coco_trust(sim_tee: SimulatedTee) -> Trust:
+    """TEST ONLY: the simulated ARK pinned as AMD's Genoa root, so sev-snp items verify."""
+    ark = hashlib.sha256(sim_tee.chain.der("ark")).hexdigest()
+    return Trust(amd_arks={Product.GENOA: frozenset({ark})})
+
+
+@pytest.mark.asyncio
+async def test_a_coco_job_checks_host_data_and_notes_an_unpinned_image(
+    relay: RelayProcess, sim_tee: SimulatedTee
+) -> None:
+    steps: list[tuple[Step, str]] = []
+    tamper = Tamper(coco_image=_IMAGE)
+    async with FakeProvider(relay.url, sim_tee, tamper=tamper) as provider:
+        opts = _options(
+            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), steps=steps
+        )
+        outcome = await submit(opts, "hello")
+    assert outcome.answer == "echo: hello"
+    verified = [detail for step, detail in steps if step is Step.VERIFIED]
+    assert len(verified) == 1
+    assert "checked: HOST_DATA = SHA-256 of this job's initdata" in verified[0]
+    assert f"note: image not pinned: {_IMAGE}" in verified[0]
+
+
+@pytest.mark.asyncio
+async def test_a_coco_job_outside_the_trusted_images_is_refused(
+    relay: RelayProcess, sim_tee: SimulatedTee
+) -> None:
+    other = "registry.example/cdvm/job@sha256:" + "cd" * 32
+    async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
+        opts = _options(
+            relay,
+            provider,
+            None,
+            tee="sev-snp",
+            trust=_coco_trust(sim_tee),
+            trusted_images=(other,),
+        )
+        with pytest.raises(AttestationRefused) as caught:
+            await submit(opts, "secret input")
+        await asyncio.sleep(0.5)
+        assert provider.wraps_received == 0
+    assert any(f"{_IMAGE!r} is not one of the trusted images" in r for r in caught.value.reasons)
