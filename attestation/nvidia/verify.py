@@ -86,7 +86,12 @@ def parse_cert_chain(pem: bytes) -> tuple[x509.Certificate, ...]:
     """Parse concatenated PEM certificates (NVML's ``attestationCertChain``), leaf first."""
     try:
         certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
+        # `cryptography` decodes names and extensions lazily; decode them now so a malformed
+        # certificate fails here as a ParseError (a name attribute whose ASN.1 type contradicts
+        # its OID raises TypeError), not later inside the chain checks.
+        for cert in certs:
+            _ = (cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.extensions)
+    except (ValueError, TypeError, x509.DuplicateExtension) as exc:
         raise ParseError(f"certificate chain is not PEM certificates ({len(pem)} bytes)") from exc
     return tuple(certs)
 

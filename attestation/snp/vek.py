@@ -69,6 +69,9 @@ def _load_one(der_or_pem: bytes, pem: bool) -> x509.Certificate:
             _check_signature_algorithms_agree(cert)
         except (
             ValueError,
+            # A name attribute whose ASN.1 type contradicts its OID (a BitString on anything but
+            # x500UniqueIdentifier) makes `cryptography` raise TypeError while decoding names.
+            TypeError,
             UserWarning,
             x509.InvalidVersion,
             x509.DuplicateExtension,

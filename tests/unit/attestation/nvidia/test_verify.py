@@ -271,3 +271,22 @@ def test_parse_cert_chain_round_trip(fake_signer) -> None:
     chain = parse_cert_chain(_pem(fake_signer.chain))
     assert [c.subject for c in chain] == [c.subject for c in fake_signer.chain]
     assert all(isinstance(c, x509.Certificate) for c in chain)
+
+
+def test_every_byte_flip_of_the_leaf_raises_only_our_errors(
+    sample_chain: list[x509.Certificate],
+) -> None:
+    # Exhaustive over the real leaf certificate: each single-byte change either still parses or
+    # is an AttestationError (never TypeError from a name attribute whose type contradicts its OID).
+    leaf = sample_chain[0].public_bytes(serialization.Encoding.DER)
+    rest = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in sample_chain[1:])
+    for offset in range(len(leaf)):
+        mutated = bytearray(leaf)
+        mutated[offset] ^= 0x0F
+        try:
+            cert = x509.load_der_x509_certificate(bytes(mutated))
+            pem = cert.public_bytes(serialization.Encoding.PEM) + rest
+        except (ValueError, x509.InvalidVersion):
+            continue  # not even a certificate: nothing reaches our parser
+        with contextlib.suppress(AttestationError):
+            parse_cert_chain(pem)

@@ -161,6 +161,15 @@ def test_mutated_vlek_only_raises_our_errors(offset: int, xor: int) -> None:
         pass
 
 
+def test_a_name_attribute_with_a_contradicting_type_is_a_parse_error() -> None:
+    # Found by the test above: this flip turns a name attribute into a BitString, which
+    # `cryptography` refuses with TypeError while decoding the issuer.
+    der = bytearray((VECTORS / "trustee-milan-vlek-v3" / "test-vlek.der").read_bytes())
+    der[360] ^= 0x0F
+    with pytest.raises(AttestationError):
+        load_certificate(bytes(der))
+
+
 def test_every_single_byte_change_of_a_vek_raises_only_our_errors() -> None:
     # Exhaustive where random sampling would miss the few offsets that, e.g., duplicate an
     # extension OID (cryptography raises DuplicateExtension lazily for those).
