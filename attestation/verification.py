@@ -365,8 +365,10 @@ def verify_evidence(
             errors.append(type(exc)(f"nvidia-gpu item {index}: {exc}"))
     if errors or verified is None:
         raise EvidenceRejected(errors, simulated=bundle.simulated)
-    # REPORT_DATA is always checked here (the binding); HOST_DATA whenever initdata is present.
-    checked = ("REPORT_DATA",) if bundle.initdata is None else ("REPORT_DATA", "HOST_DATA")
+    # REPORT_DATA is always checked here (the binding); HOST_DATA whenever initdata is present
+    # or the caller expected a value, so the policy's "not pinned" note would be false.
+    host_data_checked = bundle.initdata is not None or expected.host_data is not None
+    checked = ("REPORT_DATA", "HOST_DATA") if host_data_checked else ("REPORT_DATA",)
     notes += [w for w in warnings(policy) if not w.startswith(checked)]
     if bundle.initdata is None and expected.host_data is None:
         notes.append("no initdata: HOST_DATA (the launch configuration) is not checked")

@@ -258,14 +258,7 @@ def verify_attestation(
         raise refuse() from None
     if reasons:
         raise refuse()
-    notes = list(launch.notes)
-    # verify_evidence's policy note "HOST_DATA not pinned" is about Policy.host_data; the job's
-    # HOST_DATA was compared through Expected.host_data, so the note would be false here.
-    notes += [
-        w
-        for w in verified.warnings
-        if launch.initdata is None or not w.startswith(("HOST_DATA", "no initdata"))
-    ]
+    notes = [*launch.notes, *verified.warnings]
     snp = verified.snp
     root = (
         f"the explicitly trusted simulated root (ARK sha256 {snp.ark_sha256[:16]}…)"

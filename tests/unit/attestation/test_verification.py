@@ -279,6 +279,28 @@ def test_host_data_must_match_initdata(chain: SimulatedChain, trust: Trust) -> N
     assert result.snp.report.host_data == pinned
 
 
+def test_expected_host_data_without_initdata_is_checked_and_not_warned(
+    chain: SimulatedChain, trust: Trust
+) -> None:
+    # Under CoCo the requester rebuilds the job's initdata itself and passes only its digest:
+    # the report's HOST_DATA is compared, so "not pinned" / "not checked" notes would be false.
+    bundle = build_bundle(claims=CLAIMS, evidence=[attest(chain, initdata=b"a")], initdata=None)
+    pinned = hashlib.sha256(b"a").digest()
+    result = verify_evidence(
+        bundle, now=NOW, trust=trust, expected=dataclasses.replace(EXPECTED, host_data=pinned)
+    )
+    assert not [w for w in result.warnings if "HOST_DATA" in w]
+    with pytest.raises(EvidenceRejected, match="HOST_DATA"):
+        verify_evidence(
+            bundle,
+            now=NOW,
+            trust=trust,
+            expected=dataclasses.replace(EXPECTED, host_data=hashlib.sha256(b"b").digest()),
+        )
+    plain = verify_evidence(bundle, now=NOW, trust=trust, expected=EXPECTED)
+    assert any("HOST_DATA" in w for w in plain.warnings)
+
+
 def test_expired_chain_skips_policy(chain: SimulatedChain, trust: Trust) -> None:
     bundle = build_bundle(claims=CLAIMS, evidence=[attest(chain)], initdata=None)
     late = MINTED + dt.timedelta(days=8 * 365)
