@@ -35,7 +35,6 @@ from typing import Any
 
 from dvm.node.config import LauncherKind, NodeConfig, load_config, load_secret_key
 from dvm.node.errors import ConfigError, NodeError
-from dvm.node.kubernetes_launcher import KubernetesLauncher, api_client_for
 from dvm.node.launcher import Launcher
 from dvm.node.ledger import JobLedger
 from dvm.node.local_launcher import LocalLauncher
@@ -81,6 +80,18 @@ async def started_launcher(config: NodeConfig, key: SecretKey) -> AsyncIterator[
     kube = config.launcher.kubernetes
     if kube is None:  # pragma: no cover - parse_config guarantees the table
         raise ConfigError("config table launcher.kubernetes is missing")
+    try:
+        # The `kubernetes` client is the optional `k8s` extra: only this launcher needs it, so
+        # `cdvm relay`, `cdvm submit` and a local node work without it.
+        from dvm.node.kubernetes_launcher import (  # noqa: PLC0415
+            KubernetesLauncher,
+            api_client_for,
+        )
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"launcher.kind = 'kubernetes' needs the k8s extra ({exc.name} is not installed): "
+            "pip install 'confidential-dvm[k8s]'"
+        ) from None
     # The pool is made (not opened) first so the status source can hold it; the RuntimeClass
     # check runs before any relay is contacted, so a cluster without CoCo fails fast.
     pool = RelayPool(config.relays, secret_key=key)
