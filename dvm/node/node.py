@@ -91,6 +91,10 @@ class ProviderNode:
         self._given_pool = pool
         self._pool: RelayPool | None = None
         self._jobs: dict[str, asyncio.Task[None]] = {}
+        # Jobs that hold a capacity slot: from admission until their container is gone. A job's
+        # task lives a little longer (it still publishes the final feedback), and a requester
+        # that acts on that feedback must find the slot free.
+        self._occupying: set[str] = set()
         self._launched: dict[str, LaunchedJob] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.ready = asyncio.Event()
@@ -101,7 +105,7 @@ class ProviderNode:
 
     @property
     def running_jobs(self) -> int:
-        return len(self._jobs)
+        return len(self._occupying)
 
     # --- publishing --------------------------------------------------------------------
 
@@ -267,7 +271,7 @@ class ProviderNode:
             event,
             config=self._config,
             admission=self._admission,
-            running_jobs=len(self._jobs),
+            running_jobs=len(self._occupying),
             now=int(self._clock()),
         )
         if isinstance(decision, Refusal):
@@ -284,6 +288,7 @@ class ProviderNode:
             )
             return
         self._ledger.transition(event.id, JobState.LAUNCHING)
+        self._occupying.add(event.id)
         self._jobs[event.id] = asyncio.create_task(self._job_boundary(decision))
 
     # --- one job -----------------------------------------------------------------------
@@ -304,6 +309,7 @@ class ProviderNode:
                 content="the provider node failed to run this job",
             )
         finally:
+            self._occupying.discard(request.id)
             self._jobs.pop(request.id, None)
             self._launched.pop(request.id, None)
 
@@ -331,6 +337,7 @@ class ProviderNode:
         try:
             launched = await self._launcher.launch(self._launch_request(accepted))
         except LaunchError as exc:
+            self._occupying.discard(job_id)  # nothing runs: free the slot before telling anyone
             _log.error("job %s: launch failed (%s): %s", job_id, exc.reason.value, exc)
             self._ledger.transition(job_id, JobState.FAILED, reason=exc.reason.value)
             await self._feedback(
@@ -346,6 +353,7 @@ class ProviderNode:
         container: list[str] = []
         watcher = asyncio.create_task(self._watch_status(job_id, requester, launched, container))
         info = await launched.wait()
+        self._occupying.discard(job_id)  # the container is gone: its slot is free
         try:
             await asyncio.wait_for(watcher, timeout=_STATUS_DRAIN_S)
         except TimeoutError:

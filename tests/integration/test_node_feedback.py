@@ -26,6 +26,7 @@ import pytest
 from attestation.simulated import load_or_mint
 from dvm.node.config import NodeConfig, parse_config
 from dvm.node.ledger import JobLedger, JobState
+from dvm.node.node import ProviderNode
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import SecretKey
@@ -270,6 +271,38 @@ async def test_capacity_and_shutdown_kill(
             ErrorReason.TIMEOUT,
             True,
         )
+
+
+async def test_a_slot_is_free_once_the_requester_sees_the_final_feedback(
+    relay: RelayProcess, tmp_path: Path, tee_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With one slot, a requester that starts its next job the moment it reads `success` must
+    # not be refused with `capacity`: the slot is released when the container is gone, before
+    # the final feedback is published. Publishing is made to linger after the relay stored
+    # the final feedback (as when a second, slow relay has not answered yet), which is exactly
+    # when a requester already sees `success`.
+    original = ProviderNode._publish
+
+    async def lingering(self: ProviderNode, unsigned: UnsignedEvent) -> None:
+        await original(self, unsigned)
+        if ("status", "success") in [t[:2] for t in unsigned.tags]:
+            await asyncio.sleep(3)
+
+    monkeypatch.setattr(ProviderNode, "_publish", lingering)
+    doc = write_setup(tmp_path, [relay.url], tee_dir, max_concurrent_jobs=1)
+    config, provider = parse_config(doc, base_dir=tmp_path), provider_key(doc)
+    requester = SecretKey.generate(secrets.token_bytes)
+    async with (
+        RelayPool([relay.url], secret_key=requester, backoff=FAST) as pool,
+        running_node(config, provider),
+    ):
+        await wait_announced(pool, provider)
+        for _ in range(3):
+            job = request(requester, provider, "ok")
+            sub = await job_feedback(pool, job)
+            await pool.publish(job)
+            final = (await feedback_until_final(sub))[-1]
+            assert (final.status, final.destroyed) == (FeedbackStatus.SUCCESS, True), final
 
 
 async def test_graceful_shutdown_lets_a_running_job_finish(
