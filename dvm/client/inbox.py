@@ -6,7 +6,7 @@ in, typed messages and answers out.
 :class:`Inbox` accepts a gift wrap only if :func:`dvm.nostr.nip59.unwrap` opens it for our key
 with every NIP-59 check **and** the seal is signed by the container key C (so a third party's
 wrap, or a seal whose pubkey differs from the rumor's, is dropped), the rumor is a channel
-message of this job addressed to us (:func:`dvm.nostr.channel.parse_channel_rumor`), and its
+message of this job addressed to us (:func:`dvm.cdvm.channel.parse_channel_rumor`), and its
 rumor id was not seen before (replays are dropped). Chunked messages are reassembled and checked
 against their SHA-256 before they count. Everything dropped is counted in ``dropped``, by reason,
 and never raises: a relay or a stranger cannot make the client fail by sending garbage.
@@ -21,8 +21,8 @@ import dataclasses
 from collections import Counter
 from dataclasses import dataclass
 
-from dvm.nostr.channel import ChannelMessage, MessageKind, parse_channel_rumor
-from dvm.nostr.chunks import ChunkBuffer, parse_chunk_tag
+from dvm.cdvm.channel import ChannelMessage, MessageKind, parse_channel_rumor
+from dvm.cdvm.chunks import ChunkBuffer, parse_chunk_tag
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event
 from dvm.nostr.keys import PublicKey, SecretKey

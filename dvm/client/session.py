@@ -16,7 +16,7 @@ Spec: DESIGN §3.2-§3.9, ``docs/launch.md`` §6, ``docs/client.md`` (the API, w
    (attestations signed by any other key are ignored), and verifies it
    (:func:`dvm.client.verify.verify_attestation`); any failure raises
    :class:`~dvm.client.errors.AttestationRefused` and **nothing is sent**;
-5. sends inputs as channel rumors (:func:`dvm.nostr.channel.build_input`), sealed by S and
+5. sends inputs as channel rumors (:func:`dvm.cdvm.channel.build_input`), sealed by S and
    gift-wrapped to C (21059 by default, 1059 optional), and collects the outputs until
    ``final`` (:class:`dvm.client.inbox.Inbox`: only C's seals, no replays, chunks checked);
 6. at the end (one-shot answer, or :meth:`JobSession.end`), fetches the NIP-90 result and
@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from dvm.nostr import nip44
-from dvm.nostr.cdvm import ATTESTATION_KIND
-from dvm.nostr.channel import ChannelMessage, MessageKind, build_end, build_input
-from dvm.nostr.chunks import DEFAULT_CHUNK_BUDGET_BYTES, chunk_budget_bytes
+from dvm.cdvm.kind7100 import ATTESTATION_KIND
+from dvm.cdvm.channel import ChannelMessage, MessageKind, build_end, build_input
+from dvm.cdvm.chunks import DEFAULT_CHUNK_BUDGET_BYTES, chunk_budget_bytes
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter

@@ -7,7 +7,7 @@ sent to the container then).
 
 Checks, all run, all reported:
 
-- the event parses as a cdvm/1 attestation (:func:`dvm.nostr.cdvm.parse_attestation`: signer ==
+- the event parses as a cdvm/1 attestation (:func:`dvm.cdvm.kind7100.parse_attestation`: signer ==
   ``claims.pubkey``, ``e`` == ``claims.job``, ``provider`` tag == ``claims.provider``);
 - it is signed by the container key C the provider's ``processing`` feedback named;
 - its ``e`` tag is our job, its ``p`` tag is the key we talk from (``reply_to``), its ``tee`` tag
@@ -50,7 +50,7 @@ from attestation.initdata import (
 from attestation.snp.abi import parse_report
 from attestation.snp.validate import Policy
 from attestation.verification import EvidenceRejected, Expected, Trust, verify_evidence
-from dvm.nostr.cdvm import Claims, parse_attestation
+from dvm.cdvm.kind7100 import Claims, parse_attestation
 from dvm.nostr.errors import CodecError
 from dvm.nostr.event import Event
 from dvm.nostr.nip90 import JobRequest, TeeKind

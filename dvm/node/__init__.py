@@ -19,7 +19,7 @@ from .config import NodeConfig, load_config, load_secret_key, parse_config
 from .errors import ConfigError, LaunchError, LedgerError, NodeError, SandboxUnavailable
 from .launcher import ExitInfo, LaunchedJob, Launcher, LaunchRequest, StatusLine
 from .ledger import JobLedger, JobState
-from .local_launcher import LocalLauncher
+from .local.launcher import LocalLauncher
 from .node import ProviderNode
 
 __all__ = [

@@ -7,7 +7,7 @@ NIP-09: https://github.com/nostr-protocol/nips/blob/master/09.md (kind 5, ``["a"
 
 Contract: pure builders of unsigned events (the caller signs with the node key P and supplies
 ``created_at``). The announcement's content carries ``name``, ``about``, both encryption
-flags, ``nip90Params`` (what :mod:`dvm.node.params` accepts), ``tee`` and ``models`` (name,
+flags, ``nip90Params`` (what :mod:`dvm.cdvm.params` accepts), ``tee`` and ``models`` (name,
 runner, sha256), one ``k`` tag per served job kind.
 """
 
@@ -18,7 +18,7 @@ from dvm.nostr.nip09 import build_deletion
 from dvm.nostr.nip89 import HANDLER_KIND, Handler, ModelInfo, build_handler, handler_address
 
 from .config import NodeConfig
-from .params import MODES
+from dvm.cdvm.params import MODES
 
 __all__ = [
     "RELAY_LIST_KIND",

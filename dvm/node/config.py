@@ -10,7 +10,7 @@ Relative paths are resolved against the config file's directory. The TEE kinds m
 the chosen launcher can run (``simulated`` only locally, ``sev-snp``/``sev-snp+nvidia-h100``
 only on Kubernetes, the GPU kind only with a GPU runtime class); ``launcher.kind =
 "kubernetes"`` needs the ``[launcher.kubernetes]`` table
-(:func:`dvm.node.k8s_pod.parse_kubernetes_config`) and refuses the local launcher's keys.
+(:func:`dvm.node.kubernetes.pod.parse_kubernetes_config`) and refuses the local launcher's keys.
 
 :func:`load_config` also checks the files: the node key file exists and is private (no
 group/other permission bits, i.e. mode 0600 or 0400), and, for the local launcher, each model
@@ -42,8 +42,8 @@ from dvm.nostr.nip19 import decode_npub, decode_nsec
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind
 
 from .errors import ConfigError
-from .k8s_pod import MODELS_DIR, KubernetesConfig, parse_kubernetes_config
-from .params import ParamError, check_default
+from .kubernetes.pod import MODELS_DIR, KubernetesConfig, parse_kubernetes_config
+from dvm.cdvm.params import ParamError, check_default
 
 __all__ = [
     "LauncherConfig",

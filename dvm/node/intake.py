@@ -20,7 +20,7 @@ Checks, in order (cheap and anti-flood first, so a flood costs little and is thr
 6. ``tee`` offered by this node                                      -> ``unsupported-tee``
 7. ``model`` param present                                           -> ``bad-request``
    and served here                                                   -> ``unsupported-model``
-8. every other param known and in range (:mod:`dvm.node.params`)     -> ``bad-request``
+8. every other param known and in range (:mod:`dvm.cdvm.params`)     -> ``bad-request``
 9. a free job slot                                                   -> ``capacity``
 """
 
@@ -34,7 +34,7 @@ from dvm.nostr.nip90 import JOB_REQUEST_KINDS, ErrorReason, JobRequest, parse_jo
 
 from .admission import Admission, Refusal
 from .config import ModelConfig, NodeConfig
-from .params import ParamError, check_param
+from dvm.cdvm.params import ParamError, check_param
 
 __all__ = ["Accepted", "is_for_us", "screen"]
 

@@ -8,9 +8,9 @@ arrive on :meth:`LaunchedJob.status_lines`, :meth:`LaunchedJob.wait` returns an
 on Kubernetes), and :meth:`LaunchedJob.kill` ends it now. ``handle`` is what the ledger keeps
 so that :meth:`Launcher.collect_orphans` of a restarted node can find what a previous run left.
 
-Implementations: :mod:`dvm.node.local_launcher` (a bubblewrap sandbox per job, simulated TEE)
-and :mod:`dvm.node.kubernetes_launcher` (a Confidential Containers Pod per job; its status
-lines come from :mod:`dvm.node.relay_status`, because the host cannot read the pod's stdout).
+Implementations: :mod:`dvm.node.local.launcher` (a bubblewrap sandbox per job, simulated TEE)
+and :mod:`dvm.node.kubernetes.launcher` (a Confidential Containers Pod per job; its status
+lines come from :mod:`dvm.node.kubernetes.relay_status`, because the host cannot read the pod's stdout).
 A launch that cannot start raises :class:`~dvm.node.errors.LaunchError` whose ``reason`` and
 message become the ``error`` feedback.
 

@@ -1,15 +1,12 @@
 """The pure Nostr protocol core of cdvm/1.
 
 Keys, NIP-01 events, NIP-19, NIP-44 v2 (and legacy NIP-04), NIP-59/NIP-17 gift wraps, the
-NIP-90/NIP-89 and kind-7100 codecs, NIP-13 and relay messages. Nothing here opens a socket,
+NIP-90/NIP-89 codecs, NIP-13 and relay messages. Nothing here opens a socket,
 reads a clock or draws randomness: those are parameters, supplied one layer up
 (``dvm.relay``, ``dvm.node``, ``dvm.client``). import-linter enforces it.
 """
 
 from . import (
-    cdvm,
-    channel,
-    chunks,
     errors,
     event,
     filters,
@@ -36,9 +33,6 @@ __all__ = [
     "PublicKey",
     "SecretKey",
     "UnsignedEvent",
-    "cdvm",
-    "channel",
-    "chunks",
     "errors",
     "event",
     "filters",

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, build_attestation, parse_attestation
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation, parse_attestation
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip09 import build_deletion, parse_deletion

@@ -19,7 +19,7 @@ import pytest
 
 from dvm.client import Chat, JobOptions, Timeouts, trust_simulated_roots
 from dvm.nostr import nip44
-from dvm.nostr.channel import MessageKind, OutputState, build_input, parse_channel_rumor
+from dvm.cdvm.channel import MessageKind, OutputState, build_input, parse_channel_rumor
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from attestation.evidence import build_bundle
 from attestation.simulated import SimulatedChain, SimulatedTee, load_or_mint, measure_runtime
 from attestation.snp.vek import load_certificates
-from dvm.nostr.cdvm import Claims, build_attestation
+from dvm.cdvm.kind7100 import Claims, build_attestation
 from dvm.nostr.keys import SecretKey
 
 CDVM = Path(sys.executable).parent / "cdvm"

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.relay, pytest.mark.slow]
 def test_demo_runs_end_to_end(gemma_model: Model) -> None:
     del gemma_model  # skips, loudly, where llama.cpp cannot complete a token
     result = subprocess.run(
-        [sys.executable, "-m", "dvm.demo"], capture_output=True, text=True, timeout=900, check=False
+        [sys.executable, "-m", "dvm.cli.demo"], capture_output=True, text=True, timeout=900, check=False
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dvm.embedded_relay import RelaySettings, relay_command, write_config
+from dvm.cli.embedded_relay import RelaySettings, relay_command, write_config
 
 START_TIMEOUT_S = 20.0
 

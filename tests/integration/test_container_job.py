@@ -36,8 +36,8 @@ from attestation.snp.abi import REPORT_SIZE_BYTES
 from attestation.verification import Expected, Trust, verify_evidence
 from container.spec import EvidenceSource, JobSpec, Limits, ModelSpec, Runner, build_job_spec
 from dvm.nostr import nip44, nip59
-from dvm.nostr.cdvm import ATTESTATION_KIND, parse_attestation
-from dvm.nostr.channel import (
+from dvm.cdvm.kind7100 import ATTESTATION_KIND, parse_attestation
+from dvm.cdvm.channel import (
     ChannelMessage,
     MessageKind,
     OutputState,

@@ -41,7 +41,7 @@ from dvm.nostr.nip90 import (
     parse_job_feedback,
 )
 from dvm.relay import BackoffPolicy, RelayPool, Subscription
-from dvm.serve_command import run_serve
+from dvm.cli.serve import run_serve
 
 from .conftest import RelayFactory, RelayProcess
 

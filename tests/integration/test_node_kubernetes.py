@@ -32,12 +32,12 @@ from attestation.initdata import ANNOTATION, decode_initdata_annotation
 from attestation.simulated import SimulatedChain, SimulatedTee, mint_chain
 from attestation.verification import Trust
 from dvm.node.config import NodeConfig, parse_config
-from dvm.node.k8s_pod import pod_name
-from dvm.node.kubernetes_launcher import KubernetesLauncher
+from dvm.node.kubernetes.pod import pod_name
+from dvm.node.kubernetes.launcher import KubernetesLauncher
 from dvm.node.ledger import JobLedger, JobState
 from dvm.node.node import ProviderNode
-from dvm.node.relay_status import RelayStatusSource
-from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, build_attestation
+from dvm.node.kubernetes.relay_status import RelayStatusSource
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey

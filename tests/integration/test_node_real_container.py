@@ -18,7 +18,7 @@ import pytest
 
 from attestation.simulated import load_or_mint
 from dvm.node.config import parse_config
-from dvm.node.local_launcher import bubblewrap_usable
+from dvm.node.local.launcher import bubblewrap_usable
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip90 import ErrorReason, FeedbackStatus

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from attestation.initdata import ANNOTATION, decode_initdata_annotation
-from dvm.node.k8s_pod import KubernetesConfig, build_job_pod, parse_kubernetes_config
+from dvm.node.kubernetes.pod import KubernetesConfig, build_job_pod, parse_kubernetes_config
 from tests.k8s.kustomize_render import render
 
 ROOT = Path(__file__).resolve().parents[2]

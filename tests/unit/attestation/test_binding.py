@@ -2,7 +2,7 @@
 
 The known answer below was computed twice: by this module and, independently, by coreutils
 (``{ printf 'cdvm/1 attestation\\0'; printf '%s' "$JSON"; } | sha256sum``). The other side of
-the binding (``dvm.nostr.cdvm.canonical_claims_json``) must reproduce CANONICAL and DIGEST
+the binding (``dvm.cdvm.kind7100.canonical_claims_json``) must reproduce CANONICAL and DIGEST
 exactly; pin the same constants there.
 """
 

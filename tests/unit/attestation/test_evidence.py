@@ -28,7 +28,7 @@ from attestation.evidence import (
 )
 from attestation.simulated import SimulatedTee, mint_chain
 from attestation.snp.abi import Product
-from dvm.nostr.cdvm import Claims, build_attestation, parse_attestation
+from dvm.cdvm.kind7100 import Claims, build_attestation, parse_attestation
 from dvm.nostr.keys import SecretKey
 
 GPU = Path(__file__).parents[2] / "vectors" / "gpu" / "nvidia-hopper"

@@ -51,7 +51,7 @@ from container.events import (
     TimerFired,
 )
 from container.machine import JobMachine
-from dvm.nostr.channel import ChannelError
+from dvm.cdvm.channel import ChannelError
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 DOCUMENTED = {

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper
 
 from container.errors import ModelError, RunError
 from container.onnx_runner import OnnxRunner, TensorSpec, decode_inputs, encode_outputs
-from dvm.nostr.channel import ChannelError
+from dvm.cdvm.channel import ChannelError
 
 
 def make_model(path: Path) -> Path:

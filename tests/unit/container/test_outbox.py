@@ -10,8 +10,8 @@ import pytest
 
 from container.outbox import result_content, sign_attestation, sign_result, wrap_for
 from dvm.nostr import nip44, nip59
-from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, parse_attestation
-from dvm.nostr.channel import build_ready
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, parse_attestation
+from dvm.cdvm.channel import build_ready
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip90 import build_job_request, parse_job_request, parse_job_result
 

@@ -11,7 +11,7 @@ import pytest
 from container.errors import RunError
 from container.runner import Batcher
 from container.streaming import stream_run
-from dvm.nostr.channel import ChannelError
+from dvm.cdvm.channel import ChannelError
 
 
 class FakeRunner:

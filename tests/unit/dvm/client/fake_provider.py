@@ -19,9 +19,9 @@ from attestation.evidence import EvidenceType, SnpItem
 from attestation.initdata import build_initdata
 from attestation.simulated import SimulatedTee
 from dvm.nostr import nip44
-from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, build_attestation
-from dvm.nostr.channel import MessageKind, OutputState, build_output, parse_channel_rumor
-from dvm.nostr.chunks import ChunkBuffer, parse_chunk_tag
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
+from dvm.cdvm.channel import MessageKind, OutputState, build_output, parse_channel_rumor
+from dvm.cdvm.chunks import ChunkBuffer, parse_chunk_tag
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter

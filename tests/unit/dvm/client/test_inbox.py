@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from dvm.client import Answers, Inbox
 from dvm.nostr import nip44
-from dvm.nostr.channel import MessageKind, OutputState, build_output
+from dvm.cdvm.channel import MessageKind, OutputState, build_output
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps

@@ -27,8 +27,8 @@ from attestation.snp.validate import DEFAULT_POLICY
 from attestation.verification import Trust
 from dvm.client import AttestationRefused, Verification, verify_attestation
 from dvm.client.verify import expected_initdata
-from dvm.node.k8s_pod import KubernetesConfig, build_job_pod
-from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, build_attestation
+from dvm.node.kubernetes.pod import KubernetesConfig, build_job_pod
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.nostr.event import Event
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import JobRequest, build_job_request, parse_job_request

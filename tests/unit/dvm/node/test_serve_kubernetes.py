@@ -31,8 +31,8 @@ from attestation.initdata import ANNOTATION, decode_initdata_annotation
 from attestation.simulated import SimulatedChain, SimulatedTee
 from dvm.node.config import LauncherKind, NodeConfig, load_config, parse_config
 from dvm.node.errors import ConfigError
-from dvm.node.k8s_pod import build_job_pod, pod_name
-from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, build_attestation
+from dvm.node.kubernetes.pod import build_job_pod, pod_name
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
@@ -45,7 +45,7 @@ from dvm.nostr.nip90 import (
     parse_job_feedback,
 )
 from dvm.relay import BackoffPolicy, RelayPool
-from dvm.serve_command import run_serve
+from dvm.cli.serve import run_serve
 from tests.integration.conftest import RelayProcess
 from tests.k8s.fake_apiserver import FakeCluster, fake_apiserver, running, scheduled, terminated
 from tests.k8s.kustomize_render import render

@@ -1,17 +1,16 @@
-"""The embedded development relay: ``nostr-relay`` configured from ``relay_config/``.
+"""The embedded development relay: ``nostr-relay`` configured from package data.
 
 nostr-relay: https://pypi.org/project/nostr-relay/ (1.14)
 
-``render_config`` fills the template ``relay_config/nostr-relay.dev.yaml`` (``string.Template``
+``render_config`` fills the template ``dvm/cli/relay_config/nostr-relay.dev.yaml`` (``string.Template``
 placeholders) with a host, port, data directory and options; ``write_config`` writes it into the
 data directory as ``nostr-relay.yaml``; ``run_foreground`` (behind ``cdvm relay``) runs
 ``nostr-relay -c <that file> serve`` as a child process until it exits or we get SIGINT/SIGTERM
 (forwarded to the child, so no gunicorn process is orphaned) and returns its exit code.
 
-The template is found relative to this file: ``<repository>/relay_config/``. The package is
-installed editable (``pip install -e .``), so ``dvm/`` lives in the checkout next to
-``relay_config/``; a non-editable install would need ``CDVM_RELAY_CONFIG`` pointing at the
-template, which is checked first.
+The template ships inside the package (``dvm/cli/relay_config/``, package data), so an installed
+wheel runs ``cdvm relay`` as a checkout does; ``CDVM_RELAY_CONFIG`` pointing at another template
+is checked first.
 
 Binding policy: the development relay has authentication off and accepts anything signed, so
 ``run_foreground`` refuses a non-loopback host unless ``allow_remote=True`` is passed on
@@ -82,11 +81,11 @@ class RelaySettings:
 
 
 def find_template() -> Path:
-    """``$CDVM_RELAY_CONFIG`` if set, else ``<repository>/relay_config/nostr-relay.dev.yaml``."""
+    """``$CDVM_RELAY_CONFIG`` if set, else the packaged ``relay_config/nostr-relay.dev.yaml``."""
     override = os.environ.get("CDVM_RELAY_CONFIG")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "relay_config" / _TEMPLATE_NAME
+    return Path(__file__).resolve().parent / "relay_config" / _TEMPLATE_NAME
 
 
 def _yaml_list(items: Sequence[str]) -> str:

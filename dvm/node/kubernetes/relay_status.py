@@ -10,7 +10,7 @@ node watches for it and, once it is satisfied the event is its own container's, 
 reference values); the node's check exists so that **nobody but the job's container can make
 the node name a key** (an impostor answering the job first, DESIGN §1).
 
-Contract. :class:`RelayStatusSource` is a :class:`~dvm.node.kubernetes_launcher.StatusSource`:
+Contract. :class:`RelayStatusSource` is a :class:`~dvm.node.kubernetes.launcher.StatusSource`:
 ``status_lines(launch)`` subscribes (on the node's pool) to kind 7100 with ``#e`` = the job id,
 runs :func:`check_attestation` on each event, logs every event it ignores with the reasons (ids
 and keys only: these events are public), and yields exactly one ``attested``
@@ -24,7 +24,7 @@ job's ``processing`` feedback, never redirect it).
 parameters) returns C or raises :class:`~dvm.node.errors.AttestationIgnored` listing every
 failed check:
 
-* the event parses as a cdvm/1 attestation (:func:`dvm.nostr.cdvm.parse_attestation`: signer ==
+* the event parses as a cdvm/1 attestation (:func:`dvm.cdvm.kind7100.parse_attestation`: signer ==
   ``claims.pubkey``, ``e`` == ``claims.job``, ``provider`` tag == ``claims.provider``);
 * it names this job, this provider P, the request's nonce, the request's reply-to key (``p``),
   the request's TEE kind, the model (name and sha256) this node launched, and the image the
@@ -54,15 +54,15 @@ from attestation.evidence import parse_bundle
 from attestation.initdata import build_initdata, expected_host_data
 from attestation.snp.validate import DEFAULT_POLICY, Policy
 from attestation.verification import EvidenceRejected, Expected, Trust, verify_evidence
-from dvm.nostr.cdvm import ATTESTATION_KIND, parse_attestation
+from dvm.cdvm.kind7100 import ATTESTATION_KIND, parse_attestation
 from dvm.nostr.errors import CodecError
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
 from dvm.nostr.nip90 import TeeKind
 from dvm.relay import RelayPool
 
-from .errors import AttestationIgnored
-from .launcher import LaunchRequest, StatusKind, StatusLine
+from ..errors import AttestationIgnored
+from ..launcher import LaunchRequest, StatusKind, StatusLine
 
 __all__ = [
     "DEFAULT_MAX_VERIFICATIONS",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dvm.node.sandbox import (
+from dvm.node.local.sandbox import (
     MODELS_MOUNT,
     RUNTIME_MOUNT,
     SandboxPlan,

@@ -37,9 +37,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .errors import CodecError
-from .event import Tags
-from .nip44 import payload_chars_for
+from dvm.nostr.errors import CodecError
+from dvm.nostr.event import Tags
+from dvm.nostr.nip44 import payload_chars_for
 
 __all__ = [
     "CHUNK_TAG",

@@ -13,11 +13,11 @@ import secrets
 import sys
 from pathlib import Path
 
-from dvm.attest_command import register as register_attest
-from dvm.job_commands import register as register_job_commands
+from dvm.cli.attest import register as register_attest
+from dvm.cli.jobs import register as register_job_commands
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub, encode_nsec
-from dvm.serve_command import register as register_serve
+from dvm.cli.serve import register as register_serve
 
 __all__ = ["main"]
 
@@ -43,7 +43,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_relay(args: argparse.Namespace) -> int:
-    from dvm.embedded_relay import run_foreground  # noqa: PLC0415 - optional extra `relay`
+    from dvm.cli.embedded_relay import run_foreground  # noqa: PLC0415 - optional extra `relay`
 
     return run_foreground(port=args.port, data_dir=Path(args.data), host=args.host)
 

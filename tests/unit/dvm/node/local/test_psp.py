@@ -12,7 +12,7 @@ import pytest
 from attestation.evidence import EvidenceType
 from attestation.simulated import SimulatedChain, SimulatedTee
 from attestation.snp.abi import parse_report
-from dvm.node.psp import MAX_REQUESTS, answer, serve
+from dvm.node.local.psp import MAX_REQUESTS, answer, serve
 
 MEASUREMENT = bytes(range(48))
 

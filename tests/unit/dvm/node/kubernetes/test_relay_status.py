@@ -32,8 +32,8 @@ from container.spec import Runner
 from dvm.node.config import ModelConfig
 from dvm.node.errors import AttestationIgnored
 from dvm.node.launcher import LaunchRequest, StatusKind
-from dvm.node.relay_status import RelayStatusSource, check_attestation, expected_job_host_data
-from dvm.nostr.cdvm import (
+from dvm.node.kubernetes.relay_status import RelayStatusSource, check_attestation, expected_job_host_data
+from dvm.cdvm.kind7100 import (
     ATTESTATION_KIND,
     Claims,
     ModelClaim,
@@ -343,7 +343,7 @@ async def test_source_yields_the_verified_container_and_ignores_impostors(
     ]
     await _publish(relay, *impostors)  # stored before the node subscribes
     valid = craft(container, launch, simulated_chain)
-    caplog.set_level(logging.WARNING, logger="dvm.node.relay_status")
+    caplog.set_level(logging.WARNING, logger="dvm.node.kubernetes.relay_status")
     async with RelayPool([relay.url], secret_key=PROVIDER, backoff=FAST) as pool:
         source = RelayStatusSource(pool, image=IMAGE, trust=trust_of(simulated_chain))
         lines = source.status_lines(launch)
@@ -373,7 +373,7 @@ async def test_source_gives_up_after_too_many_failed_verifications(
         relay,
         *(craft(SecretKey.generate(secrets.token_bytes), launch, rogue_chain) for _ in range(2)),
     )
-    caplog.set_level(logging.WARNING, logger="dvm.node.relay_status")
+    caplog.set_level(logging.WARNING, logger="dvm.node.kubernetes.relay_status")
     async with RelayPool([relay.url], secret_key=PROVIDER, backoff=FAST) as pool:
         source = RelayStatusSource(pool, image=IMAGE, max_verifications=2)
         seen = [line async for line in source.status_lines(launch)]

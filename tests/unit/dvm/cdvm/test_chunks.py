@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dvm.nostr.chunks import (
+from dvm.cdvm.chunks import (
     DEFAULT_CHUNK_BUDGET_BYTES,
     MAX_CHUNKS,
     RUMOR_OVERHEAD_BYTES,

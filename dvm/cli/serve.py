@@ -37,9 +37,9 @@ from dvm.node.config import LauncherKind, NodeConfig, load_config, load_secret_k
 from dvm.node.errors import ConfigError, NodeError
 from dvm.node.launcher import Launcher
 from dvm.node.ledger import JobLedger
-from dvm.node.local_launcher import LocalLauncher
+from dvm.node.local.launcher import LocalLauncher
 from dvm.node.node import ProviderNode
-from dvm.node.relay_status import RelayStatusSource
+from dvm.node.kubernetes.relay_status import RelayStatusSource
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub
 from dvm.relay import RelayPool
@@ -83,7 +83,7 @@ async def started_launcher(config: NodeConfig, key: SecretKey) -> AsyncIterator[
     try:
         # The `kubernetes` client is the optional `k8s` extra: only this launcher needs it, so
         # `cdvm relay`, `cdvm submit` and a local node work without it.
-        from dvm.node.kubernetes_launcher import (  # noqa: PLC0415
+        from dvm.node.kubernetes.launcher import (  # noqa: PLC0415
             KubernetesLauncher,
             api_client_for,
         )

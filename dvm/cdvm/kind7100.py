@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .errors import CodecError, NostrError
-from .event import Event, Tags, UnsignedEvent
-from .keys import PublicKey
+from dvm.nostr.errors import CodecError, NostrError
+from dvm.nostr.event import Event, Tags, UnsignedEvent
+from dvm.nostr.keys import PublicKey
 
 __all__ = [
     "ATTESTATION_DOMAIN",

@@ -44,7 +44,7 @@ from attestation import (
 from attestation.simulated import measure_runtime
 from attestation.snp.abi import REPORT_SIZE_BYTES, Product, Report, parse_report
 from attestation.snp.validate import DEFAULT_POLICY, Policy, load_policy, warnings
-from dvm.nostr.cdvm import parse_attestation
+from dvm.cdvm.kind7100 import parse_attestation
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event
 

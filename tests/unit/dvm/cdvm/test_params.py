@@ -1,4 +1,4 @@
-"""Job parameter rules (dvm.node.params)."""
+"""Job parameter rules (dvm.cdvm.params)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dvm.node.params import ParamError, check_default, check_param
+from dvm.cdvm.params import ParamError, check_default, check_param
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dvm.nostr import channel
-from dvm.nostr.channel import ChannelError, MessageKind, OutputState
-from dvm.nostr.chunks import ChunkBuffer, parse_chunk_tag
+from dvm.cdvm import channel
+from dvm.cdvm.channel import ChannelError, MessageKind, OutputState
+from dvm.cdvm.chunks import ChunkBuffer, parse_chunk_tag
 from dvm.nostr.errors import CodecError, NostrError
 from dvm.nostr.event import UnsignedEvent
 from dvm.nostr.keys import SecretKey

@@ -3,7 +3,7 @@
 Defined by this project (DESIGN §3.6-§3.7, docs/protocol.md); carried as NIP-17 rumors
 (https://github.com/nostr-protocol/nips/blob/master/17.md) sealed and gift-wrapped by
 :mod:`dvm.nostr.nip59`. Every rumor carries ``["e", job]`` and ``["p", peer]``. Large messages
-are split with :mod:`dvm.nostr.chunks`; the ``cdvm`` tag rides on every piece.
+are split with :mod:`dvm.cdvm.chunks`; the ``cdvm`` tag rides on every piece.
 
 Requester -> container:
 
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .chunks import DEFAULT_CHUNK_BUDGET_BYTES, parse_chunk_tag, split_message
-from .errors import CodecError
-from .event import UnsignedEvent
-from .keys import PublicKey
-from .nip17 import CHAT_KIND
+from dvm.nostr.errors import CodecError
+from dvm.nostr.event import UnsignedEvent
+from dvm.nostr.keys import PublicKey
+from dvm.nostr.nip17 import CHAT_KIND
 
 __all__ = [
     "CDVM_TAG",

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attestation.errors import ParseError
-from dvm import attest_command
-from dvm.attest_command import EXIT_UNUSABLE, RawReport, read_input
+from dvm.cli import attest as attest_command
+from dvm.cli.attest import EXIT_UNUSABLE, RawReport, read_input
 
 SNP = Path(__file__).parents[2] / "vectors" / "snp"
 

@@ -40,7 +40,7 @@ from attestation.initdata import (
     encode_initdata_annotation,
 )
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = [
     "APP_LABEL",

@@ -21,8 +21,8 @@ from attestation.initdata import ANNOTATION, decode_initdata_annotation, expecte
 from container.spec import Runner, parse_job_spec
 from dvm.node.config import ModelConfig
 from dvm.node.errors import ConfigError
-from dvm.node.k8s_pod import KubernetesConfig, build_job_pod, pod_name
-from dvm.node.kubernetes_launcher import KubernetesLauncher, KubernetesLaunchError
+from dvm.node.kubernetes.pod import KubernetesConfig, build_job_pod, pod_name
+from dvm.node.kubernetes.launcher import KubernetesLauncher, KubernetesLaunchError
 from dvm.node.launcher import (
     LaunchRequest,
     StatusKind,

@@ -27,12 +27,12 @@ from container.spec import Runner
 from dvm.node.config import LauncherConfig, ModelConfig, parse_config
 from dvm.node.errors import SandboxUnavailable
 from dvm.node.launcher import LaunchRequest, StatusKind, feedback_for_exit
-from dvm.node.local_launcher import LocalLauncher, bubblewrap_usable, stage_runtime
-from dvm.node.sandbox import process_handle, process_start_time
+from dvm.node.local.launcher import LocalLauncher, bubblewrap_usable, stage_runtime
+from dvm.node.local.sandbox import process_handle, process_start_time
 from dvm.nostr.nip90 import ErrorReason, FeedbackStatus, parse_job_request
 from tests.unit.dvm.node.conftest import FAKE_RUNTIME, config_document, key, make_request
 
-LOGGER = "dvm.node.local_launcher"
+LOGGER = "dvm.node.local.launcher"
 needs_bwrap = pytest.mark.skipif(not bubblewrap_usable("bwrap"), reason="bubblewrap unusable")
 
 

@@ -2,7 +2,7 @@
 
 Uses the official ``kubernetes`` client (its blocking calls run in worker threads) behind the
 node's :class:`~dvm.node.launcher.Launcher` protocol. The Pod itself is built by
-:mod:`dvm.node.k8s_pod` (pure); this module only talks to the API server.
+:mod:`dvm.node.kubernetes.pod` (pure); this module only talks to the API server.
 
 Contract:
 
@@ -47,8 +47,8 @@ from kubernetes.client.exceptions import ApiException
 from container.spec import EvidenceSource, JobSpec, Limits, ModelSpec, build_job_spec
 from dvm.nostr.nip90 import ErrorReason, TeeKind
 
-from .errors import ConfigError, LaunchError
-from .k8s_pod import (
+from ..errors import ConfigError, LaunchError
+from .pod import (
     FATAL_WAITING,
     JOB_ID_ANNOTATION,
     MODELS_DIR,
@@ -59,7 +59,7 @@ from .k8s_pod import (
     node_selector,
     read_pod,
 )
-from .launcher import ExitInfo, LaunchRequest, StatusLine
+from ..launcher import ExitInfo, LaunchRequest, StatusLine
 
 __all__ = [
     "KubernetesJob",

@@ -1,4 +1,4 @@
-"""dvm.node.k8s_pod: the Kubernetes config, the job Pod, and reading Pod status (pure)."""
+"""dvm.node.kubernetes.pod: the Kubernetes config, the job Pod, and reading Pod status (pure)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from attestation.initdata import (
     decode_initdata_annotation,
 )
 from dvm.node.errors import ConfigError
-from dvm.node.k8s_pod import (
+from dvm.node.kubernetes.pod import (
     KubernetesConfig,
     PodPhase,
     build_job_pod,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dvm.nostr.cdvm import (
+from dvm.cdvm.kind7100 import (
     ATTESTATION_DOMAIN,
     Claims,
     ModelClaim,

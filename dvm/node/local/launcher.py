@@ -48,9 +48,9 @@ from attestation.simulated import SimulatedTee, load_or_mint, measure_runtime, r
 from container.spec import EvidenceSource, JobSpec, Limits, ModelSpec, build_job_spec
 
 from . import psp
-from .config import LauncherConfig, NodeConfig
-from .errors import LaunchError, SandboxUnavailable
-from .launcher import ExitInfo, LaunchRequest, StatusLine, parse_status_line
+from ..config import LauncherConfig, NodeConfig
+from ..errors import LaunchError, SandboxUnavailable
+from ..launcher import ExitInfo, LaunchRequest, StatusLine, parse_status_line
 from .sandbox import (
     MODELS_MOUNT,
     SandboxPlan,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dvm.embedded_relay import (
+from dvm.cli.embedded_relay import (
     RelaySettings,
     find_template,
     is_loopback_host,
@@ -18,7 +18,7 @@ from dvm.embedded_relay import (
 def test_template_lives_in_the_repository() -> None:
     assert (
         find_template()
-        == Path(__file__).resolve().parents[3] / "relay_config" / "nostr-relay.dev.yaml"
+        == Path(__file__).resolve().parents[4] / "dvm" / "cli" / "relay_config" / "nostr-relay.dev.yaml"
     )
 
 

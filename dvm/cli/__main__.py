@@ -1,0 +1,7 @@
+"""``python -m dvm.cli``: the ``cdvm`` command."""
+
+from __future__ import annotations
+
+from .main import main
+
+main()

@@ -1,0 +1,7 @@
+"""The local launcher wing: one bubblewrap sandbox per job with the simulated PSP.
+
+Modules: ``launcher`` (:class:`~dvm.node.local.launcher.LocalLauncher`), ``sandbox`` (the
+bubblewrap argv), ``psp`` (the simulated AMD PSP on an inherited socket). See docs/node.md.
+"""
+
+from __future__ import annotations
