@@ -14,7 +14,7 @@ Contract (pure; no I/O, clock or randomness)::
     GPU nonce      = REPORT_DATA[32:64]
     HOST_DATA      = SHA-256(initdata bytes)
 
-The canonical JSON **must** equal ``dvm.nostr.cdvm.canonical_claims_json`` byte for byte (the
+The canonical JSON **must** equal ``dvm.cdvm.kind7100.canonical_claims_json`` byte for byte (the
 container builds claims there, the requester checks them here); the known-answer test in
 ``tests/unit/attestation/test_binding.py`` pins one value both sides must reproduce.
 ``allow_nan=False`` only turns NaN/Infinity (which are not JSON) into an error; for every valid

@@ -14,7 +14,7 @@ Items (base64 is standard, padded, canonical; certificates are DER)::
 Exactly one ``sev-snp`` or ``simulated`` item (the CPU report, whose REPORT_DATA carries the
 binding) and any number of ``nvidia-gpu`` items. Contract: :func:`parse_bundle` checks
 structure only (JSON shape, base64, the report's ABI, that certificates parse, the claims'
-shape as :class:`dvm.nostr.cdvm.Claims` has it) and raises
+shape as :class:`dvm.cdvm.kind7100.Claims` has it) and raises
 :class:`~attestation.errors.ParseError` and nothing else; :func:`build_bundle` is its inverse.
 Verification is :func:`attestation.verification.verify_evidence`'s job.
 """
@@ -58,7 +58,7 @@ _GPU_KEYS = frozenset({"type", "report", "certs"})
 
 
 class EvidenceType(StrEnum):
-    """The ``type`` of an evidence item (the same strings as ``dvm.nostr.cdvm.EvidenceType``)."""
+    """The ``type`` of an evidence item (the same strings as ``dvm.cdvm.kind7100.EvidenceType``)."""
 
     SEV_SNP = "sev-snp"
     NVIDIA_GPU = "nvidia-gpu"
@@ -104,7 +104,7 @@ class SnpItem:
         return self.type == EvidenceType.SIMULATED
 
     def to_json(self) -> dict[str, Any]:
-        """The item as a JSON object (for ``dvm.nostr.cdvm.build_attestation``)."""
+        """The item as a JSON object (for ``dvm.cdvm.kind7100.build_attestation``)."""
         out: dict[str, Any] = {"type": self.type.value, "report": _b64(self.report)}
         out |= {"vek": _b64(self.vek), "ask": _b64(self.ask), "ark": _b64(self.ark)}
         if self.product is not None:
@@ -128,7 +128,7 @@ class GpuItem:
             load_certificate(cert)
 
     def to_json(self) -> dict[str, Any]:
-        """The item as a JSON object (for ``dvm.nostr.cdvm.build_attestation``)."""
+        """The item as a JSON object (for ``dvm.cdvm.kind7100.build_attestation``)."""
         return {
             "type": self.type.value,
             "report": _b64(self.report),
@@ -161,7 +161,7 @@ class Bundle:
         return self.cpu.type.value + ("+nvidia-gpu" if self.gpus else "")
 
     def to_json(self) -> str:
-        """The content JSON (same layout as ``dvm.nostr.cdvm.build_attestation``)."""
+        """The content JSON (same layout as ``dvm.cdvm.kind7100.build_attestation``)."""
         body = {
             "v": BUNDLE_VERSION,
             "claims": self.claims,

@@ -43,7 +43,7 @@ from dvm.client import (
     submit,
     trust_simulated_roots,
 )
-from dvm.embedded_relay import RelaySettings, relay_command, write_config
+from dvm.cli.embedded_relay import RelaySettings, relay_command, write_config
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_nsec
 

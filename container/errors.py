@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from dvm.nostr.channel import ChannelError
+    from dvm.cdvm.channel import ChannelError
 
 __all__ = ["EvidenceError", "JobError", "ModelError", "RelayUnavailable", "RunError", "SpecError"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
-from dvm.nostr.channel import ChannelError
+from dvm.cdvm.channel import ChannelError
 
 __all__ = [
     "Action",

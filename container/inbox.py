@@ -1,7 +1,7 @@
 """The container's side of the cdvm/1 channel: which gift wraps it accepts (DESIGN §3.6).
 
-Spec: DESIGN §3.6, docs/launch.md §6, :mod:`dvm.nostr.channel` (the rumors),
-:mod:`dvm.nostr.nip59` (the unwrap checks), :mod:`dvm.nostr.chunks` (reassembly).
+Spec: DESIGN §3.6, docs/launch.md §6, :mod:`dvm.cdvm.channel` (the rumors),
+:mod:`dvm.nostr.nip59` (the unwrap checks), :mod:`dvm.cdvm.chunks` (reassembly).
 
 Contract: pure (no I/O, no clock, no RNG). :meth:`Inbox.receive` takes one verified gift wrap
 event and returns exactly one of:
@@ -31,8 +31,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from dvm.nostr import nip59
-from dvm.nostr.channel import ChannelError, MessageKind, parse_channel_rumor
-from dvm.nostr.chunks import ChunkBuffer, parse_chunk_tag
+from dvm.cdvm.channel import ChannelError, MessageKind, parse_channel_rumor
+from dvm.cdvm.chunks import ChunkBuffer, parse_chunk_tag
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event
 from dvm.nostr.keys import PublicKey, SecretKey

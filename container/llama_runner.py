@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from dvm.nostr.channel import ChannelError
+from dvm.cdvm.channel import ChannelError
 
 from .errors import ModelError, RunError
 from .runner import GenerationParams

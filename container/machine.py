@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from dvm.nostr.channel import ChannelError
+from dvm.cdvm.channel import ChannelError
 
 from .events import (
     Action,

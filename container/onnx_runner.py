@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dvm.nostr.channel import ChannelError
+from dvm.cdvm.channel import ChannelError
 
 from .errors import ModelError, RunError
 

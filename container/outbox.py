@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from dvm.nostr import nip17, nip44, nip59
-from dvm.nostr.cdvm import Claims, build_attestation
+from dvm.cdvm.kind7100 import Claims, build_attestation
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import JobRequest, build_job_result

@@ -33,9 +33,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
-from dvm.nostr.cdvm import Claims, ModelClaim, RuntimeClaim, report_data
-from dvm.nostr.channel import ChannelError, OutputState, build_error, build_output, build_ready
-from dvm.nostr.chunks import DEFAULT_CHUNK_BUDGET_BYTES, chunk_budget_bytes
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, report_data
+from dvm.cdvm.channel import ChannelError, OutputState, build_error, build_output, build_ready
+from dvm.cdvm.chunks import DEFAULT_CHUNK_BUDGET_BYTES, chunk_budget_bytes
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
