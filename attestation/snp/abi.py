@@ -13,6 +13,11 @@ nothing about authenticity (that is :mod:`attestation.snp.verify`). :func:`seria
 is its inverse (tests and the simulated TEE build reports with it). The certificate table
 of an extended report lives in :mod:`attestation.snp.certtable` and is re-exported here.
 
+Why this module is over the ~400-line guide: it is one table (the report's fields, their
+offsets and their must-be-zero ranges) read and written in both directions; splitting the parser
+from the serializer would put the two halves of each offset in different files, which is how
+they drift apart.
+
 Offsets (all little-endian)::
 
     0x000 VERSION u32 (2, 3, 5)       0x0C0 HOST_DATA 32         0x1E0 COMMITTED_TCB u64
