@@ -14,9 +14,10 @@ Contract (pure; no I/O, clock or randomness)::
     GPU nonce      = REPORT_DATA[32:64]
     HOST_DATA      = SHA-256(initdata bytes)
 
-The canonical JSON **must** equal ``dvm.cdvm.kind7100.canonical_claims_json`` byte for byte (the
-container builds claims there, the requester checks them here); the known-answer test in
-``tests/unit/attestation/test_binding.py`` pins one value both sides must reproduce.
+This is the one definition of the binding: the container reaches it through
+``dvm.cdvm.kind7100.report_data`` (an adapter passing ``Claims.to_dict()``), the verifier calls it
+on the claims JSON it received; the known-answer test in ``tests/unit/attestation/test_binding.py``
+pins one value.
 ``allow_nan=False`` only turns NaN/Infinity (which are not JSON) into an error; for every valid
 claims object the bytes are those of the plain ``json.dumps`` call. Claims are public, so error
 messages may name fields, but never key material other than public keys.

@@ -58,7 +58,7 @@ _GPU_KEYS = frozenset({"type", "report", "certs"})
 
 
 class EvidenceType(StrEnum):
-    """The ``type`` of an evidence item (the same strings as ``dvm.cdvm.kind7100.EvidenceType``)."""
+    """The ``type`` of an evidence item; the one definition (``dvm.cdvm.kind7100`` imports it)."""
 
     SEV_SNP = "sev-snp"
     NVIDIA_GPU = "nvidia-gpu"

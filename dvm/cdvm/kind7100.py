@@ -15,10 +15,10 @@ unknown keys are refused, because a key the binding ignored would be a claim nob
 Evidence items are JSON objects typed by ``type`` (``sev-snp``, ``nvidia-gpu``, ``simulated``)
 and stay opaque here; :mod:`attestation` verifies them.
 
-**Canonical claims JSON** (the preimage of the binding): the claims object serialized with
-keys sorted at every level, no whitespace (``","`` and ``":"``), ``ensure_ascii=False`` and
-encoded UTF-8; every value is a string, so there are no number-formatting questions. The
-binding is ``REPORT_DATA = C (32 bytes) || SHA-256(b"cdvm/1 attestation\\0" || canonical)``.
+**The binding** ``REPORT_DATA = C (32 bytes) || SHA-256(b"cdvm/1 attestation\\0" || canonical
+claims JSON)`` is defined once, in :mod:`attestation.binding` (the container builds it from
+:meth:`Claims.to_dict` through :func:`report_data`, the verifier recomputes it from the received
+JSON); every claims value is a string, so there are no number-formatting questions.
 
 The parser also checks the event is self-consistent: the signer is ``claims.pubkey``, the
 ``e`` tag is ``claims.job`` and the ``provider`` tag is ``claims.provider``. Comparing them with
@@ -28,48 +28,38 @@ the request (nonce, provider, job) is the requester's verification step, not par
 from __future__ import annotations
 
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
+from attestation import binding
+from attestation.errors import AttestationError
+from attestation.evidence import EvidenceType
 from dvm.nostr.errors import CodecError, NostrError
 from dvm.nostr.event import Event, Tags, UnsignedEvent
 from dvm.nostr.keys import PublicKey
 
 __all__ = [
-    "ATTESTATION_DOMAIN",
     "ATTESTATION_KIND",
     "ATTESTATION_VERSION",
     "Attestation",
     "Claims",
-    "EvidenceType",
     "ModelClaim",
     "RuntimeClaim",
     "build_attestation",
-    "canonical_claims_json",
-    "claims_digest",
     "parse_attestation",
     "report_data",
 ]
 
 ATTESTATION_KIND = 7100
 ATTESTATION_VERSION = 1
-ATTESTATION_DOMAIN = b"cdvm/1 attestation\x00"
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 _CONTENT_KEYS = frozenset({"v", "claims", "evidence", "initdata"})
 _CLAIM_KEYS = frozenset({"pubkey", "job", "nonce", "provider", "model", "runtime"})
-
-
-class EvidenceType(StrEnum):
-    SEV_SNP = "sev-snp"
-    NVIDIA_GPU = "nvidia-gpu"
-    SIMULATED = "simulated"
 
 
 def _hex64(value: object, what: str) -> str:
@@ -168,21 +158,17 @@ class Claims:
         )
 
 
-def canonical_claims_json(claims: Claims) -> bytes:
-    """The canonical UTF-8 JSON of ``claims``: sorted keys, no whitespace, no ASCII escaping."""
-    return json.dumps(
-        claims.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    ).encode("utf-8")
-
-
-def claims_digest(claims: Claims) -> bytes:
-    """SHA-256(``b"cdvm/1 attestation\\0"`` || canonical claims JSON), 32 bytes."""
-    return hashlib.sha256(ATTESTATION_DOMAIN + canonical_claims_json(claims)).digest()
-
-
 def report_data(claims: Claims) -> bytes:
-    """The 64-byte REPORT_DATA binding C's key to the claims (DESIGN §3.4)."""
-    return bytes.fromhex(claims.pubkey) + claims_digest(claims)
+    """The 64-byte REPORT_DATA binding C's key to the claims (DESIGN §3.4).
+
+    An adapter: :func:`attestation.binding.report_data` of ``claims.pubkey`` and
+    :meth:`Claims.to_dict`, so the container and the verifier share one definition. Raises
+    :class:`CodecError` for claims that have no canonical JSON (a lone surrogate in a name).
+    """
+    try:
+        return binding.report_data(bytes.fromhex(claims.pubkey), claims.to_dict())
+    except AttestationError as exc:
+        raise CodecError(f"claims cannot be bound: {exc}") from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,9 +1,9 @@
 """attestation.binding (DESIGN §3.4): known answer, round trip, each half tampered.
 
 The known answer below was computed twice: by this module and, independently, by coreutils
-(``{ printf 'cdvm/1 attestation\\0'; printf '%s' "$JSON"; } | sha256sum``). The other side of
-the binding (``dvm.cdvm.kind7100.canonical_claims_json``) must reproduce CANONICAL and DIGEST
-exactly; pin the same constants there.
+(``{ printf 'cdvm/1 attestation\\0'; printf '%s' "$JSON"; } | sha256sum``). The container
+reaches this module through ``dvm.cdvm.kind7100.report_data``; ``tests/unit/dvm/cdvm`` checks
+that its claims arrive here as the canonical object.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""cdvm/1 kind-7100 attestation event: claims, canonical JSON, binding, codec, garbage."""
+"""cdvm/1 kind-7100 attestation event: claims, canonical JSON, binding, codec, garbage.
+
+The binding itself is :mod:`attestation.binding` (known answer in tests/unit/attestation); here,
+that the claims a container builds reach it as the canonical object, through the adapter
+:func:`dvm.cdvm.kind7100.report_data`.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +17,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attestation import binding
+from attestation.binding import CLAIMS_DOMAIN
 from dvm.cdvm.kind7100 import (
-    ATTESTATION_DOMAIN,
     Claims,
     ModelClaim,
     RuntimeClaim,
     build_attestation,
-    canonical_claims_json,
-    claims_digest,
     parse_attestation,
     report_data,
 )
@@ -34,6 +38,14 @@ AUX = bytes(32)
 T = 1_700_000_000
 JOB = "ab" * 32
 EVIDENCE = [{"type": "simulated", "report": "AAAA", "certs": ["-----BEGIN..."]}]
+
+
+def canonical_claims_json(claims: Claims) -> bytes:
+    return binding.canonical_claims_json(claims.to_dict())
+
+
+def claims_digest(claims: Claims) -> bytes:
+    return binding.claims_digest(claims.to_dict())
 
 
 def _claims(**overrides: Any) -> Claims:
@@ -77,11 +89,17 @@ def test_canonical_claims_json_is_sorted_compact_utf8() -> None:
 def test_binding_is_pubkey_then_domain_separated_digest() -> None:
     claims = _claims()
     digest = hashlib.sha256(b"cdvm/1 attestation\x00" + canonical_claims_json(claims)).digest()
-    assert ATTESTATION_DOMAIN == b"cdvm/1 attestation\x00"
+    assert CLAIMS_DOMAIN == b"cdvm/1 attestation\x00"
     assert claims_digest(claims) == digest
     assert report_data(claims) == CONTAINER.public_key.raw + digest
     assert len(report_data(claims)) == 64
     assert report_data(_claims(nonce="ce" * 32)) != report_data(claims)
+
+
+def test_claims_without_canonical_json_are_a_codec_error() -> None:
+    claims = _claims(model=ModelClaim("\ud800", "ef" * 32))  # a lone surrogate
+    with pytest.raises(CodecError, match="cannot be bound"):
+        report_data(claims)
 
 
 def test_round_trip() -> None:
@@ -300,9 +318,8 @@ def test_garbage_raises_only_our_errors(body: Any) -> None:
 @settings(max_examples=50, deadline=None)
 @given(name=st.text(min_size=1, max_size=30), image=st.text(min_size=1, max_size=40))
 def test_binding_agrees_with_the_independent_attestation_package(name: str, image: str) -> None:
-    # attestation.binding computes the same binding from the claims dict, written separately.
-    from attestation import binding  # noqa: PLC0415 - only this test couples the two packages
-
+    # The verifier computes the binding from the claims JSON it received; the container from
+    # its Claims object: both must give the same bytes.
     claims = _claims(model=ModelClaim(name, "ef" * 32), runtime=RuntimeClaim("1", image))
     received = json.loads(_event(claims=claims).content)["claims"]
     assert binding.canonical_claims_json(received) == canonical_claims_json(claims)
