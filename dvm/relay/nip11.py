@@ -3,10 +3,12 @@
 NIP-11: https://github.com/nostr-protocol/nips/blob/master/11.md
 
 ``fetch_relay_information(url)`` sends ``GET`` with ``Accept: application/nostr+json`` to the
-relay's websocket URL turned into http(s), using a minimal HTTP/1.1 client on
-``asyncio.open_connection`` (no new dependency): one request, ``Connection: close``, the body
-bounded by ``max_body_bytes``, ``Content-Length`` or chunked bodies. ``parse_http_response`` and
-``parse_relay_information`` are pure and raise :class:`Nip11Error` only.
+relay's websocket URL turned into http(s) (``http_url_for``): one request, ``Connection: close``,
+the body bounded by ``max_body_bytes`` and the whole exchange by ``timeout_s``. HTTP itself
+(status line, headers, ``Content-Length``, chunked bodies, TLS) is the standard library's
+``http.client``, run in a worker thread (``asyncio.to_thread``); not ``urllib``, which would
+follow redirects and honour ``*_proxy`` variables that the websocket connection ignores.
+``parse_relay_information`` is pure; every failure is a :class:`Nip11Error`.
 
 Parsing is tolerant by design: a limitation field with the wrong type is ignored (treated as
 absent) rather than failing the whole document, because a relay's sloppy NIP-11 must not stop us
@@ -16,9 +18,10 @@ from using it; only a document that is not a JSON object is an error.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import http.client
 import json
 import ssl
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,11 +33,8 @@ __all__ = [
     "RelayLimits",
     "fetch_relay_information",
     "http_url_for",
-    "parse_http_response",
     "parse_relay_information",
 ]
-
-_MAX_HEADER_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,57 +110,6 @@ def parse_relay_information(body: bytes) -> RelayInformation:
     )
 
 
-def _dechunk(data: bytes) -> bytes:
-    body = bytearray()
-    rest = data
-    while True:
-        line, sep, rest = rest.partition(b"\r\n")
-        if not sep:
-            raise Nip11Error("truncated chunked body")
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise Nip11Error("bad chunk size in NIP-11 response") from None
-        if size < 0:
-            raise Nip11Error("bad chunk size in NIP-11 response")
-        if size == 0:
-            return bytes(body)
-        if len(rest) < size + 2 or rest[size : size + 2] != b"\r\n":
-            raise Nip11Error("truncated chunked body")
-        body += rest[:size]
-        rest = rest[size + 2 :]
-
-
-def parse_http_response(raw: bytes) -> bytes:
-    """The body of a complete HTTP/1.x response read to EOF; the status must be 200."""
-    head, sep, body = raw.partition(b"\r\n\r\n")
-    if not sep:
-        raise Nip11Error("NIP-11 response has no header terminator")
-    lines = head.split(b"\r\n")
-    status = lines[0].split(b" ", 2)
-    if len(status) < 2 or not status[0].startswith(b"HTTP/1."):
-        raise Nip11Error("NIP-11 response has no HTTP status line")
-    if status[1] != b"200":
-        raise Nip11Error(f"NIP-11 request answered HTTP {status[1][:3].decode('ascii', 'replace')}")
-    headers: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon:
-            raise Nip11Error("malformed header line in NIP-11 response")
-        headers[name.strip().lower()] = value.strip()
-    if headers.get(b"transfer-encoding", b"").lower() == b"chunked":
-        return _dechunk(body)
-    if b"content-length" in headers:
-        try:
-            length = int(headers[b"content-length"])
-        except ValueError:
-            raise Nip11Error("bad Content-Length in NIP-11 response") from None
-        if length < 0 or len(body) < length:
-            raise Nip11Error("NIP-11 response body is shorter than its Content-Length")
-        return body[:length]
-    return body
-
-
 def http_url_for(relay_url: str) -> tuple[str, str, int, str, bool]:
     """``(host header, host, port, path, tls)`` for the http(s) twin of a ws(s) URL."""
     parts = urlsplit(relay_url)
@@ -177,36 +126,83 @@ def http_url_for(relay_url: str) -> tuple[str, str, int, str, bool]:
     return parts.netloc, parts.hostname, port, path, tls
 
 
+def _get_document(
+    relay_url: str,
+    target: tuple[str, str, int, str, bool],
+    *,
+    timeout_s: float,
+    max_body_bytes: int,
+) -> bytes:
+    """Blocking GET (run in a thread): the 200 response's body, at most ``max_body_bytes``.
+
+    ``timeout_s`` bounds the whole exchange, not each socket operation, so the thread ends on
+    its own soon after the awaiting coroutine has given up.
+    """
+    host_header, host, port, path, tls = target
+    deadline = time.monotonic() + timeout_s
+    conn = (
+        http.client.HTTPSConnection(
+            host, port, timeout=timeout_s, context=ssl.create_default_context()
+        )
+        if tls
+        else http.client.HTTPConnection(host, port, timeout=timeout_s)
+    )
+    try:
+        conn.connect()
+        # Our socket: http.client drops its own reference once a response closes the connection.
+        sock = conn.sock
+        # The same request bytes as ever: no Accept-Encoding, the URL's own Host (port included).
+        conn.putrequest("GET", path, skip_host=True, skip_accept_encoding=True)
+        conn.putheader("Host", host_header)
+        conn.putheader("Accept", "application/nostr+json")
+        conn.putheader("User-Agent", "cdvm")
+        conn.putheader("Connection", "close")
+        conn.endheaders()
+        with conn.getresponse() as response:
+            if response.status != 200:
+                raise Nip11Error(f"NIP-11 request answered HTTP {response.status}")
+            body = bytearray()
+            while True:
+                remaining_s = deadline - time.monotonic()
+                if remaining_s <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining_s)
+                # read1: one read of the stream; http.client undoes chunking and Content-Length.
+                chunk = response.read1(65536)
+                if not chunk:
+                    # http.client reports a short Content-Length body only to an unbounded read.
+                    if response.length:
+                        raise Nip11Error(
+                            f"NIP-11 response from {relay_url} is shorter than its Content-Length"
+                        )
+                    return bytes(body)
+                body += chunk
+                if len(body) > max_body_bytes:
+                    raise Nip11Error(
+                        f"NIP-11 document from {relay_url} exceeds {max_body_bytes} bytes"
+                    )
+    finally:
+        conn.close()
+
+
 async def fetch_relay_information(
     relay_url: str, *, timeout_s: float = 5.0, max_body_bytes: int = 64 * 1024
 ) -> RelayInformation:
-    """GET the NIP-11 document of ``relay_url``; :class:`Nip11Error` on any failure."""
-    host_header, host, port, path, tls = http_url_for(relay_url)
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {host_header}\r\nAccept: application/nostr+json\r\n"
-        "User-Agent: cdvm\r\nConnection: close\r\n\r\n"
-    ).encode("ascii", "strict")
-    limit = max_body_bytes + _MAX_HEADER_BYTES
+    """GET the NIP-11 document of ``relay_url``; :class:`Nip11Error` on any failure.
+
+    ``timeout_s`` bounds the whole fetch (connect, request, response); a body over
+    ``max_body_bytes`` is refused without reading the rest. Redirects are not followed and no
+    proxy is used (the websocket connection uses none either).
+    """
+    target = http_url_for(relay_url)
     try:
         async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=ssl.create_default_context() if tls else None
+            body = await asyncio.to_thread(
+                _get_document, relay_url, target, timeout_s=timeout_s, max_body_bytes=max_body_bytes
             )
-            try:
-                writer.write(request)
-                await writer.drain()
-                raw = bytearray()
-                while chunk := await reader.read(65536):
-                    raw += chunk
-                    if len(raw) > limit:
-                        raise Nip11Error(f"NIP-11 response from {relay_url} exceeds {limit} bytes")
-            finally:
-                writer.close()
-                # The peer may already have gone away; the response is what matters.
-                with contextlib.suppress(OSError):
-                    await writer.wait_closed()
     except TimeoutError:
         raise Nip11Error(f"NIP-11 fetch from {relay_url} timed out after {timeout_s} s") from None
-    except (OSError, UnicodeError) as exc:
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        # ValueError: some malformed chunk sizes reach us as int()'s own error; UnicodeError.
         raise Nip11Error(f"NIP-11 fetch from {relay_url} failed: {type(exc).__name__}") from None
-    return parse_relay_information(parse_http_response(bytes(raw)))
+    return parse_relay_information(body)
