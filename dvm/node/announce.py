@@ -13,12 +13,12 @@ runner, sha256), one ``k`` tag per served job kind.
 
 from __future__ import annotations
 
+from dvm.cdvm.params import MODES, PARAMS, REQUEST_PARAMS
 from dvm.nostr.event import UnsignedEvent
 from dvm.nostr.nip09 import build_deletion
 from dvm.nostr.nip89 import HANDLER_KIND, Handler, ModelInfo, build_handler, handler_address
 
 from .config import NodeConfig
-from dvm.cdvm.params import MODES
 
 __all__ = [
     "RELAY_LIST_KIND",
@@ -32,15 +32,16 @@ RELAY_LIST_KIND = 10002
 
 
 def _nip90_params(config: NodeConfig) -> dict[str, object]:
-    return {
+    """What a request may set: the rows of :data:`dvm.cdvm.params.PARAMS` a request may carry."""
+    announced: dict[str, object] = {
         "model": {"required": True, "values": [m.name for m in config.models]},
         "mode": {"required": False, "values": list(MODES), "default": "chat"},
         "max_tokens": {"required": False, "max": config.limits.max_output_tokens},
-        "temperature": {"required": False, "min": 0, "max": 2},
-        "top_p": {"required": False, "min": 0, "max": 1},
-        "top_k": {"required": False, "min": 0, "max": 1000},
-        "seed": {"required": False, "min": 0, "max": 2**31 - 1},
     }
+    for name, rule in PARAMS.items():
+        if name not in announced and name in REQUEST_PARAMS:
+            announced[name] = {"required": False, "min": rule.low, "max": rule.high}
+    return announced
 
 
 def handler_for(config: NodeConfig) -> Handler:

@@ -45,3 +45,17 @@ def test_relay_list_and_withdrawal(config: NodeConfig) -> None:
     )
     assert deletion.addresses == (f"31990:{P.public_key.hex()}:cdvm",)
     assert deletion.kinds == (31990,)
+
+
+def test_nip90_params_are_the_request_rows_of_the_table(config: NodeConfig) -> None:
+    event = build_announcement(config, author_hex=P.public_key.hex(), created_at=1)
+    handler = parse_handler(event.sign(P, aux_rand=bytes(32)))
+    assert handler.nip90_params == {
+        "model": {"required": True, "values": ["tiny"]},
+        "mode": {"required": False, "values": ["oneshot", "chat"], "default": "chat"},
+        "max_tokens": {"required": False, "max": config.limits.max_output_tokens},
+        "temperature": {"required": False, "min": 0, "max": 2},
+        "top_p": {"required": False, "min": 0, "max": 1},
+        "top_k": {"required": False, "min": 0, "max": 1000},
+        "seed": {"required": False, "min": 0, "max": 2**31 - 1},
+    }
