@@ -132,14 +132,15 @@ class ParamRule:
     def _high(self, max_output_tokens: int) -> int:
         return max_output_tokens if self.high is None else self.high
 
-    def _in_range(self, number: float, max_output_tokens: int) -> None:
+    def _in_range(self, number: int | float, max_output_tokens: int) -> None:
         low, high = self.low, self._high(max_output_tokens)
         if self.kind is Kind.INTEGER:
             if not low <= number <= high:
                 raise ParamError(f"must be an integer from {low} to {high}")
             return
+        finite = isinstance(number, int) or math.isfinite(number)  # a JSON int may be huge
         too_low = number <= low if self.low_open else number < low
-        if not math.isfinite(number) or too_low or number > high:
+        if not finite or too_low or number > high:
             bound = "above" if self.low_open else "from"
             raise ParamError(f"must be a number {bound} {float(low)} up to {float(high)}")
 
@@ -178,7 +179,7 @@ class ParamRule:
             self._in_range(value, max_output_tokens)
             return value
         if self.kind is Kind.NUMBER:
-            self._in_range(float(value), max_output_tokens)
+            self._in_range(value, max_output_tokens)
             return float(value)
         if self.kind is Kind.CHOICE:
             raise ParamError(f"must be one of {', '.join(self.choices)}")
