@@ -1,6 +1,6 @@
 """The GGUF runner: llama-cpp-python completion, streamed (DESIGN §3.7, §5).
 
-API: ``llama_cpp.Llama(model_path=..., n_ctx=..., verbose=False)`` and
+API: ``llama_cpp.Llama(model_path=..., n_ctx=..., n_threads=..., verbose=False)`` and
 ``Llama.create_completion(prompt, max_tokens=, temperature=, top_p=, top_k=, seed=,
 stream=True)``, which yields ``{"choices": [{"text": ...}]}`` chunks
 (https://llama-cpp-python.readthedocs.io/en/latest/api-reference/). Completion, not chat: the
@@ -8,7 +8,9 @@ demo model (Gemma 3 270M) is a base model.
 
 Contract: :meth:`LlamaRunner.run` is called from a worker thread (the event loop stays free);
 it emits each piece of text as llama.cpp produces it and checks ``cancel`` between pieces. The
-model is loaded once with ``verbose=False`` so llama.cpp prints nothing about the prompt.
+model is loaded once with ``verbose=False`` so llama.cpp prints nothing about the prompt, and
+with the load options of the provider's model defaults (``n_ctx``, ``n_threads``: the rows of
+:data:`dvm.cdvm.params.PARAMS` only the provider sets).
 ``llama_cpp`` is imported only here and only when a GGUF model is loaded.
 """
 

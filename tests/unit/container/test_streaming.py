@@ -1,4 +1,4 @@
-"""stream_run: worker-thread runs, batched partial output, the final tail, cancellation."""
+"""stream_run: worker-thread runs, batched partial output, the final tail, cancellation; Batcher."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from container.errors import RunError
-from container.runner import Batcher
-from container.streaming import stream_run
+from container.streaming import BATCH_MAX_DELAY_S, BATCH_MAX_PIECES, Batcher, stream_run
 from dvm.cdvm.channel import ChannelError
 
 
@@ -99,3 +98,28 @@ async def test_cancel_stops_a_streaming_runner() -> None:
         FakeRunner(["a", "b"]), "go", cancel=cancel, on_partial=lambda _: None
     )
     assert (final, answer) == ("", "")
+
+
+def test_batches_flush_by_count() -> None:
+    batcher = Batcher(max_pieces=3, max_delay_s=10)
+    assert not batcher.add("a", now=0)
+    assert not batcher.add("b", now=0.1)
+    assert batcher.add("c", now=0.2)
+    assert batcher.take() == "abc"
+    assert batcher.due_at() is None
+    assert batcher.take() == ""
+
+
+def test_batches_flush_by_age_of_the_first_piece() -> None:
+    batcher = Batcher(max_pieces=100, max_delay_s=0.5)
+    assert not batcher.add("a", now=10.0)
+    assert batcher.due_at() == 10.5
+    assert not batcher.due(now=10.4)
+    assert batcher.add("", now=10.5)  # a tick with no piece
+    assert batcher.take() == "a"
+
+
+def test_default_policy_is_documented_values() -> None:
+    assert (BATCH_MAX_PIECES, BATCH_MAX_DELAY_S) == (16, 0.5)
+    with pytest.raises(ValueError, match="max_pieces"):
+        Batcher(max_pieces=0)
