@@ -4,6 +4,11 @@
 verifies the container, then ``await chat.send(text)`` per message and ``await chat.end()``.
 Both refuse to send anything unless the container's attestation verifies
 (:class:`AttestationRefused` lists every reason). The public surface is ``__all__``.
+
+Inside: a pure job state machine (``machine.py``, its vocabulary ``events.py`` and its bookkeeping
+``record.py``), the asyncio shell that performs its actions (``session.py`` over
+``transport.py``), the channel reader (``reader.py``), the attestation check (``verify.py``),
+options, outcome and errors.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ from .errors import (
     NotPublished,
     OptionsError,
 )
-from .inbox import Answers, Inbox
 from .options import (
     JobMode,
     JobOptions,
@@ -26,16 +30,18 @@ from .options import (
     load_policy_file,
     trust_simulated_roots,
 )
-from .session import Chat, JobOutcome, JobSession, describe_verification, outcome_to_json, submit
+from .outcome import JobOutcome, describe_verification, outcome_to_json
+from .reader import Answers, ChannelReader
+from .session import Chat, JobSession, submit
 from .verify import Verification, verify_attestation
 
 __all__ = [
     "Answers",
     "AttestationRefused",
+    "ChannelReader",
     "Chat",
     "ClientError",
     "ClientTimeout",
-    "Inbox",
     "JobFailed",
     "JobMode",
     "JobOptions",

@@ -16,18 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from attestation.evidence import EvidenceType, SnpItem
-from attestation.initdata import build_initdata
 from attestation.simulated import SimulatedTee
-from dvm.nostr import nip44
-from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.cdvm.channel import MessageKind, OutputState, build_output, parse_channel_rumor
 from dvm.cdvm.chunks import ChunkBuffer, parse_chunk_tag
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
+from dvm.cdvm.pod_contract import build_initdata
+from dvm.nostr import nip44
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps
-from dvm.nostr.nip59 import GIFT_WRAP_KINDS, unwrap
+from dvm.nostr.nip59 import GIFT_WRAP_KINDS, WRAP_KIND_EPHEMERAL, unwrap
 from dvm.nostr.nip90 import (
     FeedbackStatus,
     JobRequest,
@@ -69,6 +69,7 @@ class FakeProvider:
     answer: Callable[[str], str] = lambda text: f"echo: {text}"
     key: SecretKey = field(default_factory=lambda: SecretKey.generate(secrets.token_bytes))
     wraps_received: int = 0
+    wrap_ids: list[str] = field(default_factory=list)  # every wrap to a container, in order
     containers: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -101,6 +102,27 @@ class FakeProvider:
                 await task
         if self._pool is not None:
             await self._pool.close()
+
+    async def probe(self, container: str) -> str:
+        """Publish a stranger's gift wrap to ``container``; its id, to wait for on the far side.
+
+        Relays deliver in order, so once the container saw the probe it has seen every wrap
+        published before it: the test can then assert what it did *not* receive, no sleep.
+        """
+        assert self._pool is not None
+        stranger = SecretKey.generate(secrets.token_bytes)
+        rumor = UnsignedEvent(stranger.public_key.hex(), _now(), 14, (), "probe")
+        [(_, wrap)] = gift_wraps(
+            rumor,
+            stranger,
+            [PublicKey.from_hex(container)],
+            random_bytes=secrets.token_bytes,
+            now=_now(),
+            include_sender=False,
+            kind=WRAP_KIND_EPHEMERAL,
+        )
+        await self._pool.publish(wrap)
+        return wrap.id
 
     async def _publish(self, unsigned: UnsignedEvent, key: SecretKey) -> Event:
         assert self._pool is not None
@@ -203,6 +225,7 @@ class FakeProvider:
         oneshot = request.param("mode") == "oneshot"
         async for wrap in inbox:
             self.wraps_received += 1
+            self.wrap_ids.append(wrap.id)
             try:
                 opened = unwrap(wrap, container, expected_sender=reply_to)
                 message = parse_channel_rumor(

@@ -37,6 +37,22 @@ from .fake_provider import FakeProvider, Tamper
 pytestmark = pytest.mark.relay
 
 
+async def _only_the_probe_reaches(provider: FakeProvider, timeout_s: float = 10.0) -> None:
+    """No wrap reached the container but our probe: wait until the probe arrived, then check.
+
+    The relay delivers in order, so a wrap the client had published (its pool is closed by now)
+    would have arrived before the probe: the absence is asserted after a positive fact.
+    """
+    probe = await provider.probe(provider.containers[0])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while probe not in provider.wrap_ids:
+        assert loop.time() < deadline, "the probe never reached the container"
+        await asyncio.sleep(0.01)  # polling a positive fact, bounded by the deadline
+    assert provider.wrap_ids == [probe]
+    assert provider.wraps_received == 1
+
+
 def _options(
     relay: RelayProcess, provider: FakeProvider, root: Path | None, **kw: object
 ) -> JobOptions:
@@ -151,8 +167,7 @@ async def test_crafted_attestation_is_refused_and_nothing_is_sent(
     async with FakeProvider(relay.url, sim_tee, tamper=tamper) as provider:
         with pytest.raises(AttestationRefused) as caught:
             await submit(_options(relay, provider, sim_root), "secret input")
-        await asyncio.sleep(0.5)
-        assert provider.wraps_received == 0
+        await _only_the_probe_reaches(provider)
     assert any(reason in r for r in caught.value.reasons), caught.value.reasons
     assert caught.value.container == provider.containers[0]
     assert "secret input" not in str(caught.value)
@@ -165,8 +180,7 @@ async def test_untrusted_simulated_root_is_refused(
     async with FakeProvider(relay.url, sim_tee) as provider:
         with pytest.raises(AttestationRefused) as caught:
             await submit(_options(relay, provider, None), "secret input")
-        await asyncio.sleep(0.5)
-        assert provider.wraps_received == 0
+        await _only_the_probe_reaches(provider)
     assert any("UntrustedRoot" in r and "SIMULATED" in r for r in caught.value.reasons)
 
 
@@ -252,6 +266,5 @@ async def test_a_coco_job_outside_the_trusted_images_is_refused(
         )
         with pytest.raises(AttestationRefused) as caught:
             await submit(opts, "secret input")
-        await asyncio.sleep(0.5)
-        assert provider.wraps_received == 0
+        await _only_the_probe_reaches(provider)
     assert any(f"{_IMAGE!r} is not one of the trusted images" in r for r in caught.value.reasons)

@@ -1,15 +1,16 @@
 """The requester's side of the cdvm/1 channel: open the container's gift wraps, collect answers.
 
-Spec: DESIGN §3.6-§3.7, ``dvm/nostr/channel.py``, ``docs/launch.md`` §6. Pure (no I/O): events
+Spec: DESIGN §3.6-§3.7, ``dvm/cdvm/channel.py``, ``docs/launch.md`` §6. Pure (no I/O): events
 in, typed messages and answers out.
 
-:class:`Inbox` accepts a gift wrap only if :func:`dvm.nostr.nip59.unwrap` opens it for our key
-with every NIP-59 check **and** the seal is signed by the container key C (so a third party's
-wrap, or a seal whose pubkey differs from the rumor's, is dropped), the rumor is a channel
+:class:`ChannelReader` accepts a gift wrap only if :func:`dvm.nostr.nip59.unwrap` opens it
+for our key with every NIP-59 check **and** the seal is signed by the container key C (so a third
+party's wrap, or a seal whose pubkey differs from the rumor's, is dropped), the rumor is a channel
 message of this job addressed to us (:func:`dvm.cdvm.channel.parse_channel_rumor`), and its
 rumor id was not seen before (replays are dropped). Chunked messages are reassembled and checked
 against their SHA-256 before they count. Everything dropped is counted in ``dropped``, by reason,
-and never raises: a relay or a stranger cannot make the client fail by sending garbage.
+and never raises: a relay or a stranger cannot make the client fail by sending garbage. (It was
+``Inbox`` until the container's own ``container.inbox.Inbox`` made the name ambiguous.)
 
 :class:`Answers` puts output messages back in order: an answer to input ``i`` is complete when
 the ``final`` output and every ``seq`` before it have arrived; its text is their concatenation.
@@ -28,12 +29,12 @@ from dvm.nostr.event import Event
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip59 import unwrap
 
-__all__ = ["Answers", "Inbox", "OutputPart"]
+__all__ = ["Answers", "ChannelReader", "OutputPart"]
 
 _MAX_SEEN_IDS = 65536
 
 
-class Inbox:
+class ChannelReader:
     """Gift wraps addressed to our key ``recipient``, from the container ``container`` only."""
 
     def __init__(self, recipient: SecretKey, container: PublicKey, job_id: str) -> None:

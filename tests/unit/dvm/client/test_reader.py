@@ -1,4 +1,4 @@
-"""dvm.client.inbox: only the container's sealed, fresh, well-formed channel messages count."""
+"""dvm.client.reader: only the container's sealed, fresh, well-formed channel messages count."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dvm.client import Answers, Inbox
-from dvm.nostr import nip44
 from dvm.cdvm.channel import MessageKind, OutputState, build_output
+from dvm.client import Answers, ChannelReader
+from dvm.nostr import nip44
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps
@@ -55,7 +55,7 @@ def _outputs(
 
 def test_the_containers_output_is_accepted() -> None:
     me, container = _key(), _key()
-    inbox = Inbox(me, container.public_key, JOB)
+    inbox = ChannelReader(me, container.public_key, JOB)
     [rumor] = _outputs(container, me.public_key, "answer")
     message = inbox.add(_wrap(rumor, container, me.public_key))
     assert message is not None
@@ -67,7 +67,7 @@ def test_the_containers_output_is_accepted() -> None:
 
 def test_a_third_partys_wrap_is_dropped() -> None:
     me, container, stranger = _key(), _key(), _key()
-    inbox = Inbox(me, container.public_key, JOB)
+    inbox = ChannelReader(me, container.public_key, JOB)
     [rumor] = _outputs(stranger, me.public_key, "fake answer")
     assert inbox.add(_wrap(rumor, stranger, me.public_key)) is None
     assert inbox.dropped["unwrap"] == 1
@@ -75,7 +75,7 @@ def test_a_third_partys_wrap_is_dropped() -> None:
 
 def test_a_replayed_wrap_and_a_rewrapped_rumor_are_dropped() -> None:
     me, container = _key(), _key()
-    inbox = Inbox(me, container.public_key, JOB)
+    inbox = ChannelReader(me, container.public_key, JOB)
     [rumor] = _outputs(container, me.public_key, "once")
     wrap = _wrap(rumor, container, me.public_key)
     assert inbox.add(wrap) is not None
@@ -86,7 +86,7 @@ def test_a_replayed_wrap_and_a_rewrapped_rumor_are_dropped() -> None:
 
 def test_a_seal_whose_pubkey_differs_from_the_rumors_is_dropped() -> None:
     me, container, stranger = _key(), _key(), _key()
-    inbox = Inbox(me, container.public_key, JOB)
+    inbox = ChannelReader(me, container.public_key, JOB)
     [rumor] = _outputs(stranger, me.public_key, "impersonated")  # rumor says: stranger
     conv = nip44.get_conversation_key(container, me.public_key)
     content = nip44.encrypt(rumor.to_json(), conv, nonce=secrets.token_bytes(32))
@@ -109,7 +109,7 @@ def test_a_seal_whose_pubkey_differs_from_the_rumors_is_dropped() -> None:
 
 def test_another_jobs_message_is_dropped() -> None:
     me, container = _key(), _key()
-    inbox = Inbox(me, container.public_key, "ef" * 32)
+    inbox = ChannelReader(me, container.public_key, "ef" * 32)
     [rumor] = _outputs(container, me.public_key, "for job ab..")
     assert inbox.add(_wrap(rumor, container, me.public_key)) is None
     assert inbox.dropped["not-a-channel-message"] == 1
@@ -117,7 +117,7 @@ def test_another_jobs_message_is_dropped() -> None:
 
 def test_chunked_output_is_reassembled_and_checked() -> None:
     me, container = _key(), _key()
-    inbox = Inbox(me, container.public_key, JOB)
+    inbox = ChannelReader(me, container.public_key, JOB)
     text = "0123456789" * 30
     rumors = _outputs(container, me.public_key, text, budget=64)
     assert len(rumors) > 2
@@ -131,7 +131,7 @@ def test_chunked_output_is_reassembled_and_checked() -> None:
 
 def test_answers_wait_for_every_part_in_order() -> None:
     me, container = _key(), _key()
-    inbox = Inbox(me, container.public_key, JOB)
+    inbox = ChannelReader(me, container.public_key, JOB)
     answers = Answers()
     parts = [
         ("Hello, ", OutputState.PARTIAL),
@@ -177,7 +177,7 @@ _CONTAINER = SecretKey(bytes(31) + b"\x09")
 def test_garbage_wraps_are_dropped_never_raised(
     kind: int, content: str, tags: list[list[str]]
 ) -> None:
-    inbox = Inbox(_ME, _CONTAINER.public_key, JOB)
+    inbox = ChannelReader(_ME, _CONTAINER.public_key, JOB)
     stranger = _key()
     all_tags = (("p", _ME.public_key.hex()), *(tuple(t) for t in tags))
     event = UnsignedEvent(stranger.public_key.hex(), 1, kind, all_tags, content).sign(
