@@ -79,7 +79,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_nostr.py
 
 demo: setup-demo debs
-	$(BIN)/python -m dvm.cli.demo
+	$(BIN)/cdvm demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

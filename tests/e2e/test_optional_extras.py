@@ -35,6 +35,7 @@ except SystemExit as exc:
         ["chat", "--help"],
         ["attest", "verify", "--help"],
         ["relay", "--help"],
+        ["demo", "--help"],
     ],
 )
 def test_cli_runs_without_optional_extras(argv: list[str]) -> None:

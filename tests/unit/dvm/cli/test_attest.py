@@ -16,7 +16,7 @@ from attestation.errors import ParseError
 from dvm.cli import attest as attest_command
 from dvm.cli.attest import EXIT_UNUSABLE, RawReport, read_input
 
-SNP = Path(__file__).parents[2] / "vectors" / "snp"
+SNP = Path(__file__).resolve().parents[3] / "vectors" / "snp"
 
 
 def test_detects_binary_and_hex_reports() -> None:

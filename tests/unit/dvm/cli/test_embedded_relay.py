@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,14 @@ from dvm.cli.embedded_relay import (
 )
 
 
-def test_template_lives_in_the_repository() -> None:
-    assert (
-        find_template()
-        == Path(__file__).resolve().parents[4] / "dvm" / "cli" / "relay_config" / "nostr-relay.dev.yaml"
-    )
+def test_template_is_package_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CDVM_RELAY_CONFIG", raising=False)
+    repo = Path(__file__).resolve().parents[4]
+    assert find_template() == repo / "dvm" / "cli" / "relay_config" / "nostr-relay.dev.yaml"
+    # Shipped in the wheel (tests/e2e/test_wheel.py runs it from one).
+    pyproject = tomllib.loads((repo / "pyproject.toml").read_text(encoding="utf-8"))
+    package_data = pyproject["tool"]["setuptools"]["package-data"]["dvm.cli"]
+    assert "relay_config/*.yaml" in package_data
 
 
 def test_rendered_dev_config(tmp_path: Path) -> None:
