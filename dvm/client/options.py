@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Protocol
 
 from attestation.errors import AttestationError
-from attestation.initdata import check_image_reference
 from attestation.snp.validate import DEFAULT_POLICY, Policy, load_policy
 from attestation.verification import Trust
+from dvm.cdvm.pod_contract import check_image_reference
 from dvm.nostr.keys import PublicKey
 from dvm.nostr.nip59 import GIFT_WRAP_KINDS, WRAP_KIND_EPHEMERAL
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind

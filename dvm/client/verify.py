@@ -5,62 +5,49 @@ policy, the trusted roots and ``now`` go in; a :class:`Verification` comes out, 
 :class:`~dvm.client.errors.AttestationRefused` listing **every** failed check (nothing may be
 sent to the container then).
 
-Checks, all run, all reported:
+Checks, all run, all reported: the one cdvm/1 job check, :mod:`dvm.cdvm.jobcheck` (the node's
+too), with what the requester knows -- our request (job id, nonce, the provider we addressed,
+the key we talk from, TEE kind, model name) and the container key C the provider's
+``processing`` feedback named:
 
-- the event parses as a cdvm/1 attestation (:func:`dvm.cdvm.kind7100.parse_attestation`: signer ==
-  ``claims.pubkey``, ``e`` == ``claims.job``, ``provider`` tag == ``claims.provider``);
-- it is signed by the container key C the provider's ``processing`` feedback named;
-- its ``e`` tag is our job, its ``p`` tag is the key we talk from (``reply_to``), its ``tee`` tag
-  is the TEE we asked for, it has not expired, ``claims.model.name`` is the model we asked for;
+- the event parses as a cdvm/1 attestation, is signed by C, names our job, provider, nonce,
+  reply-to key, TEE kind and model, and has not expired;
 - the evidence bundle parses and :func:`attestation.verification.verify_evidence` passes: the
   trust gate (simulated evidence only under an explicitly trusted root), chain, signature, VEK
   extensions, policy, the REPORT_DATA binding, and ``claims.job`` / ``nonce`` / ``provider`` /
-  ``pubkey`` equal to our request and to C;
-- the kind of evidence is the kind of TEE we asked for (``simulated`` is never accepted for a
-  ``sev-snp`` request, and ``sev-snp+nvidia-h100`` needs GPU evidence);
+  ``pubkey`` equal to our request and to C; the evidence is of the TEE kind we asked for;
 - for ``sev-snp`` and ``sev-snp+nvidia-h100`` jobs (Confidential Containers, DESIGN §3.4):
-  ``HOST_DATA`` is the digest of **this job's initdata**, rebuilt here with
-  :func:`expected_initdata` -- the same :func:`attestation.initdata.build_initdata` call the
-  Kubernetes launcher (``dvm/node/k8s_pod.py``) and the node's own check
-  (``dvm/node/relay_status.py``) make, from our job id, the provider we addressed, the image in
-  ``claims.runtime.image`` (a digest reference, else refused) and the GPU flag of the TEE kind. It
-  goes to :func:`~attestation.verification.verify_evidence` as ``Expected.host_data``; a bundle
-  that carries its initdata document must be byte-identical to it. Since the document's agent
-  policy pins that image digest and forbids exec/attach/log reading, a report of another job,
-  provider or image, or of a pod launched with a looser policy, is refused. With
-  ``trusted_images`` the image must be one of them; without, the image is accepted and listed in
-  the warnings (``image not pinned: ...``). Simulated jobs have no initdata and no image check.
+  ``HOST_DATA`` is the digest of **this job's initdata** (:func:`expected_initdata`, the same
+  document the Kubernetes launcher puts on the pod), from our job id, the provider we addressed,
+  the image in ``claims.runtime.image`` (a digest reference, else refused) and the GPU flag of
+  the TEE kind; a bundle that carries its initdata document must be byte-identical to it. Since
+  the document's agent policy pins that image digest and forbids exec/attach/log reading, a
+  report of another job, provider or image, or of a pod launched with a looser policy, is
+  refused.
+
+The requester's own pin, checked here: with ``trusted_images`` the image of a Confidential
+Containers job must be one of them; without, the image is accepted and listed in the warnings
+(``image not pinned: ...``). Simulated jobs have no initdata and no image check.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from attestation.errors import AttestationError, PolicyViolation
-from attestation.evidence import SIMULATED_LABEL, Bundle, parse_bundle
-from attestation.initdata import (
-    build_initdata,
-    check_image_reference,
-    expected_host_data,
-    verify_initdata,
-)
-from attestation.snp.abi import parse_report
+from attestation.evidence import SIMULATED_LABEL
 from attestation.snp.validate import Policy
-from attestation.verification import EvidenceRejected, Expected, Trust, verify_evidence
-from dvm.cdvm.kind7100 import Claims, parse_attestation
-from dvm.nostr.errors import CodecError
+from attestation.verification import Trust
+from dvm.cdvm.jobcheck import ExpectedJob, check_claims, check_evidence, job_initdata
+from dvm.cdvm.kind7100 import Claims
+from dvm.cdvm.tee import CONFIDENTIAL_CONTAINER_TEES, runs_in_confidential_containers
 from dvm.nostr.event import Event
-from dvm.nostr.nip90 import JobRequest, TeeKind
+from dvm.nostr.nip90 import JobRequest
 
 from .errors import AttestationRefused
 
 __all__ = ["CONFIDENTIAL_CONTAINER_TEES", "Verification", "expected_initdata", "verify_attestation"]
-
-#: TEE kinds that run under Confidential Containers, where HOST_DATA = digest of the initdata.
-CONFIDENTIAL_CONTAINER_TEES = frozenset({TeeKind.SEV_SNP.value, TeeKind.SEV_SNP_NVIDIA_H100.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,108 +70,33 @@ class Verification:
         return SIMULATED_LABEL if self.simulated else None
 
 
-def _reasons_of(exc: AttestationError) -> list[str]:
-    if isinstance(exc, EvidenceRejected):
-        return [r for e in exc.errors for r in _reasons_of(e)]
-    if isinstance(exc, PolicyViolation):
-        return [f"policy: {f}" for f in exc.failures] or [f"policy: {exc}"]
-    return [f"{type(exc).__name__}: {exc}"]
-
-
-def _tee_mismatch(requested: str, cpu_simulated: bool, gpus: int) -> str | None:
-    seen = ("simulated" if cpu_simulated else "sev-snp") + (f" + {gpus} GPU(s)" if gpus else "")
-    wanted = {
-        TeeKind.SIMULATED.value: (True, False),
-        TeeKind.SEV_SNP.value: (False, False),
-        TeeKind.SEV_SNP_NVIDIA_H100.value: (False, True),
-    }.get(requested)
-    if wanted is None:
-        return f"the request asked for an unknown TEE {requested!r}"
-    if (cpu_simulated, gpus > 0) != wanted:
-        return f"the evidence is {seen}, the request asked for {requested}"
-    return None
-
-
 def expected_initdata(request: JobRequest, *, image: str) -> bytes:
     """The initdata the Kubernetes launcher puts on the pod of ``request`` running ``image``.
 
-    The one construction shared with the launcher: job id, the provider the request addresses,
-    the image digest reference, and ``gpu`` when the request asks for an NVIDIA GPU TEE. Raises
+    :func:`dvm.cdvm.jobcheck.job_initdata` of the job id, the provider the request addresses,
+    the image digest reference and the request's TEE kind. Raises
     :class:`~attestation.errors.ParseError` if ``image`` is not a digest reference.
     """
-    return build_initdata(
-        job_id=request.id, provider=request.provider, image=image, gpu=_gpu(request)
-    )
-
-
-def _gpu(request: JobRequest) -> bool:
-    return request.tee == TeeKind.SEV_SNP_NVIDIA_H100.value
+    return job_initdata(job_id=request.id, provider=request.provider, image=image, tee=request.tee)
 
 
 @dataclass(frozen=True, slots=True)
-class _LaunchCheck:
-    """What the image and initdata checks of a Confidential Containers job found."""
-
+class _ImagePin:
     reasons: tuple[str, ...]
     notes: tuple[str, ...]
     checks: tuple[str, ...]
-    initdata: bytes | None  # this job's initdata, None when it cannot be built
 
 
-def _launch_check(request: JobRequest, image: str, trusted_images: Sequence[str]) -> _LaunchCheck:
-    reasons: list[str] = []
-    notes: list[str] = []
-    checks: list[str] = []
+def _pin_image(image: str, trusted_images: Sequence[str]) -> _ImagePin:
     if trusted_images and image not in trusted_images:
-        reasons.append(
+        reason = (
             f"claims.runtime.image {image[:200]!r} is not one of the trusted images "
             f"({len(trusted_images)} given with --trust-image)"
         )
-    elif trusted_images:
-        checks.append(f"image {image} is one of the trusted images")
-    else:
-        notes.append(f"image not pinned: {image[:200]} (pin it with --trust-image)")
-    try:
-        check_image_reference(image)
-    except AttestationError:
-        reasons.append(
-            f"claims.runtime.image {image[:200]!r} is not a digest reference "
-            "registry/name@sha256:<64 hex>: this job's initdata (HOST_DATA) cannot be rebuilt"
-        )
-        return _LaunchCheck(tuple(reasons), tuple(notes), tuple(checks), None)
-    checks.append(
-        "HOST_DATA = SHA-256 of this job's initdata (job, provider, image digest, agent policy "
-        "pinning the image and refusing exec/attach/log reading)"
-    )
-    return _LaunchCheck(
-        tuple(reasons), tuple(notes), tuple(checks), expected_initdata(request, image=image)
-    )
-
-
-def _initdata_reasons(
-    bundle: Bundle, request: JobRequest, image: str, initdata: bytes
-) -> list[str]:
-    """HOST_DATA of the report, and the bundle's initdata if it carries one, against ours."""
-    reasons: list[str] = []
-    host_data = parse_report(bundle.cpu.report, product=bundle.cpu.product).host_data
-    if not hmac.compare_digest(host_data, expected_host_data(initdata)):
-        reasons.append(
-            f"HOST_DATA is not the digest of this job's initdata (job {request.id[:16]}…, "
-            f"provider {request.provider[:16]}…, image {image[:200]}): the pod was launched "
-            "for another job, provider or image, or under another agent policy"
-        )
-    if bundle.initdata is not None:
-        try:
-            verify_initdata(
-                bundle.initdata,
-                job_id=request.id,
-                provider=request.provider,
-                image=image,
-                gpu=_gpu(request),
-            )
-        except AttestationError as exc:
-            reasons.append(f"the bundle's initdata is not this job's: {exc}")
-    return reasons
+        return _ImagePin((reason,), (), ())
+    if trusted_images:
+        return _ImagePin((), (), (f"image {image} is one of the trusted images",))
+    return _ImagePin((), (f"image not pinned: {image[:200]} (pin it with --trust-image)",), ())
 
 
 def verify_attestation(
@@ -202,63 +114,33 @@ def verify_attestation(
     ``trusted_images`` (digest references) pins ``claims.runtime.image`` of Confidential
     Containers jobs; empty accepts any image with an ``image not pinned`` warning.
     """
-    reasons: list[str] = []
-
-    def refuse() -> AttestationRefused:
-        return AttestationRefused(request.id, reasons, container=container)
-
-    if event.pubkey != container:
-        reasons.append(
-            f"attestation {event.id[:16]}… is signed by {event.pubkey[:16]}…, not by the "
-            f"container {container[:16]}… the provider named"
-        )
-    try:
-        att = parse_attestation(event)
-    except CodecError as exc:
-        reasons.append(f"the attestation event does not parse: {exc}")
-        raise refuse() from None
-    if att.job_id != request.id:
-        reasons.append(f"the attestation names job {att.job_id}, not {request.id}")
-    if att.recipient != request.reply_to:
-        reasons.append(f"the attestation is addressed to {att.recipient}, not {request.reply_to}")
-    if att.tee != request.tee:
-        reasons.append(f"the attestation's tee tag is {att.tee!r}, the request asked {request.tee}")
-    if att.expiration <= int(now.timestamp()):
-        reasons.append(f"the attestation expired at {att.expiration}")
-    if att.claims.model.name != request.model:
-        reasons.append(f"claims.model.name is {att.claims.model.name!r}, not {request.model!r}")
-    image = att.claims.runtime.image
-    launch = (
-        _launch_check(request, image, trusted_images)
-        if request.tee in CONFIDENTIAL_CONTAINER_TEES
-        else _LaunchCheck((), (), (), None)
-    )
-    reasons += launch.reasons
-    try:
-        bundle = parse_bundle(event.content)
-    except AttestationError as exc:
-        reasons.append(f"the evidence does not parse: {exc}")
-        raise refuse() from None
-    mismatch = _tee_mismatch(request.tee, bundle.simulated, len(bundle.gpus))
-    if mismatch is not None:
-        reasons.append(mismatch)
-    expected = Expected(
-        job=request.id,
-        nonce=request.nonce,
+    expected = ExpectedJob(
+        job_id=request.id,
         provider=request.provider,
-        container_pubkey=container,
-        host_data=None if launch.initdata is None else expected_host_data(launch.initdata),
+        nonce=request.nonce,
+        recipient=request.reply_to,
+        tee=request.tee,
+        model_name=request.model,
+        container=container,
     )
-    try:
-        if launch.initdata is not None:
-            reasons += _initdata_reasons(bundle, request, image, launch.initdata)
-        verified = verify_evidence(bundle, policy, now=now, trust=trust, expected=expected)
-    except AttestationError as exc:
-        reasons += _reasons_of(exc)
-        raise refuse() from None
-    if reasons:
-        raise refuse()
-    notes = [*launch.notes, *verified.warnings]
+    claimed = check_claims(event, expected, now=int(now.timestamp()))
+    reasons = list(claimed.reasons)
+    att = claimed.attestation
+    if att is None:
+        raise AttestationRefused(request.id, reasons, container=container)
+    pin = (
+        _pin_image(att.claims.runtime.image, trusted_images)
+        if runs_in_confidential_containers(request.tee)
+        else _ImagePin((), (), ())
+    )
+    reasons += pin.reasons
+    evidence = check_evidence(att, expected, trust=trust, policy=policy, now=now)
+    if evidence.kind_mismatch is not None:
+        reasons.append(evidence.kind_mismatch)
+    reasons += [*evidence.reasons, *evidence.errors]
+    verified = evidence.verified
+    if reasons or verified is None:
+        raise AttestationRefused(request.id, reasons, container=container)
     snp = verified.snp
     root = (
         f"the explicitly trusted simulated root (ARK sha256 {snp.ark_sha256[:16]}…)"
@@ -273,7 +155,12 @@ def verify_attestation(
         "claims.job, claims.nonce and claims.provider equal our request; claims.pubkey equals C",
         f"TEE kind {verified.tee} as requested, model {att.claims.model.name!r} as requested",
     ]
-    checks += launch.checks
+    checks += pin.checks
+    if evidence.initdata is not None:
+        checks.append(
+            "HOST_DATA = SHA-256 of this job's initdata (job, provider, image digest, agent "
+            "policy pinning the image and refusing exec/attach/log reading)"
+        )
     if verified.gpus:
         checks.append(f"{len(verified.gpus)} GPU report(s): chain, signature, nonce")
     return Verification(
@@ -285,5 +172,5 @@ def verify_attestation(
         claims=att.claims,
         measurement=snp.report.measurement.hex(),
         checks=tuple(checks),
-        warnings=tuple(notes),
+        warnings=(*pin.notes, *verified.warnings),
     )

@@ -28,13 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dvm.cdvm.params import ParamError, check_param
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event
+from dvm.nostr.nip40 import is_expired
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, ErrorReason, JobRequest, parse_job_request
 
 from .admission import Admission, Refusal
 from .config import ModelConfig, NodeConfig
-from dvm.cdvm.params import ParamError, check_param
 
 __all__ = ["Accepted", "is_for_us", "screen"]
 
@@ -60,7 +61,7 @@ def _validate(request: JobRequest, config: NodeConfig, *, now: int) -> ModelConf
     if request.kind not in config.kinds:
         served = ", ".join(str(k) for k in config.kinds)
         return _bad(f"job kind {request.kind} is not served here (served: {served})")
-    if request.expiration is not None and request.expiration <= now:
+    if is_expired(request.expiration, now=now):
         return _bad("the request has expired (NIP-40 expiration is in the past)")
     if request.tee not in config.tee.kinds:
         offered = ", ".join(config.tee.kinds)

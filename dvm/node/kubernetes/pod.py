@@ -16,7 +16,7 @@ read-only root, a non-root user, every capability dropped (evidence comes from t
 attestation agent on the guest's loopback, which needs none), requests equal to limits (they
 size the VM, and the vCPU count is part of the SNP measurement), the job and node labels used
 for garbage collection, the job spec in the environment (never a secret: docs/launch.md) and the
-per-job initdata annotation (:mod:`attestation.initdata`). :func:`read_pod` condenses a Pod's
+per-job initdata annotation (:mod:`dvm.cdvm.pod_contract`). :func:`read_pod` condenses a Pod's
 status into a :class:`PodView` the launcher decides on.
 """
 
@@ -30,14 +30,14 @@ from enum import StrEnum
 from typing import Any
 
 from attestation.errors import ParseError
-from attestation.initdata import (
-    ANNOTATION,
+from attestation.initdata import ANNOTATION, encode_initdata_annotation
+from dvm.cdvm.pod_contract import (
+    JOB_SPEC_ENV,
     WORKLOAD_COMMAND,
     WORKLOAD_ENV,
     WORKLOAD_UID,
     build_initdata,
     check_image_reference,
-    encode_initdata_annotation,
 )
 
 from ..errors import ConfigError
@@ -209,7 +209,7 @@ def _env(spec_json: str) -> list[dict[str, str]]:
     for entry in WORKLOAD_ENV:
         name, _, value = entry.partition("=")
         env.append({"name": name, "value": value})
-    env.append({"name": "CDVM_JOB_SPEC", "value": spec_json})
+    env.append({"name": JOB_SPEC_ENV, "value": spec_json})
     return env
 
 

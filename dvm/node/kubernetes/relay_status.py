@@ -14,7 +14,7 @@ Contract. :class:`RelayStatusSource` is a :class:`~dvm.node.kubernetes.launcher.
 ``status_lines(launch)`` subscribes (on the node's pool) to kind 7100 with ``#e`` = the job id,
 runs :func:`check_attestation` on each event, logs every event it ignores with the reasons (ids
 and keys only: these events are public), and yields exactly one ``attested``
-:class:`~dvm.node.launcher.StatusLine` (C, the event id) for the first event that passes, then
+:class:`~container.launch.StatusLine` (C, the event id) for the first event that passes, then
 ends. The subscription is closed when the iterator ends or is closed. At most
 ``max_verifications`` events per job reach the (costlier) evidence verification; after that the
 source gives up on the job with an error log (a flood of well-formed impostors can delay the
@@ -22,19 +22,13 @@ job's ``processing`` feedback, never redirect it).
 
 :func:`check_attestation` (pure: ``now``, the trust roots, the policy and the chain cache are
 parameters) returns C or raises :class:`~dvm.node.errors.AttestationIgnored` listing every
-failed check:
-
-* the event parses as a cdvm/1 attestation (:func:`dvm.cdvm.kind7100.parse_attestation`: signer ==
-  ``claims.pubkey``, ``e`` == ``claims.job``, ``provider`` tag == ``claims.provider``);
-* it names this job, this provider P, the request's nonce, the request's reply-to key (``p``),
-  the request's TEE kind, the model (name and sha256) this node launched, and the image the
-  launcher ran (``claims.runtime.image``); it has not expired;
-* only then, the evidence bundle parses and
-  :func:`attestation.verification.verify_evidence` passes against ``trust`` and ``policy`` with
-  the job, nonce, provider, container key, model sha256 and the **HOST_DATA of this job's
-  initdata** (:func:`attestation.initdata.build_initdata` of the job id, P, the image and the GPU
-  flag; :func:`~attestation.initdata.expected_host_data`), so a genuine report of another pod,
-  job or provider never passes.
+failed check. It is the one cdvm/1 job check, :mod:`dvm.cdvm.jobcheck` (the requester's too),
+with what the node knows: the job, this provider P, the request's nonce, reply-to key (``p``),
+TEE kind and model, the model sha256 this node launched and the image the launcher ran. The
+claims stage runs first; only an event that passes it reaches the (costlier) evidence stage:
+the bundle verified against ``trust`` and ``policy``, bound to the signer C, of the requested
+TEE kind, with the **HOST_DATA of this job's initdata** (:func:`expected_job_host_data`), so a
+genuine report of another pod, job or provider never passes.
 
 ``trust`` defaults to the pinned AMD roots only (:class:`attestation.verification.Trust`):
 simulated evidence is then refused by the trust gate. Tests pass a trust that adds a simulated
@@ -49,20 +43,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from attestation.chain_cache import ChainCache
-from attestation.errors import AttestationError
-from attestation.evidence import parse_bundle
-from attestation.initdata import build_initdata, expected_host_data
+from attestation.initdata import expected_host_data
 from attestation.snp.validate import DEFAULT_POLICY, Policy
-from attestation.verification import EvidenceRejected, Expected, Trust, verify_evidence
-from dvm.cdvm.kind7100 import ATTESTATION_KIND, parse_attestation
-from dvm.nostr.errors import CodecError
+from attestation.verification import Trust
+from container.launch import StatusKind, StatusLine
+from dvm.cdvm.jobcheck import ExpectedJob, check_claims, check_evidence, job_initdata
+from dvm.cdvm.kind7100 import ATTESTATION_KIND
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
-from dvm.nostr.nip90 import TeeKind
 from dvm.relay import RelayPool
 
 from ..errors import AttestationIgnored
-from ..launcher import LaunchRequest, StatusKind, StatusLine
+from ..launcher import LaunchRequest
 
 __all__ = [
     "DEFAULT_MAX_VERIFICATIONS",
@@ -77,50 +69,25 @@ _log = logging.getLogger(__name__)
 DEFAULT_MAX_VERIFICATIONS = 32
 
 
-def _short(value: str) -> str:
-    return value[:16] + "…" if len(value) > 16 else value
-
-
-def _cheap_checks(
-    event: Event, launch: LaunchRequest, *, image: str, now: int
-) -> tuple[list[str], str]:
-    """Structure and claims against the request (no cryptography beyond the event's own)."""
-    try:
-        att = parse_attestation(event)
-    except CodecError as exc:
-        return [f"the event does not parse as a cdvm/1 attestation: {exc}"], ""
+def _expected(launch: LaunchRequest, image: str) -> ExpectedJob:
     request = launch.request
-    claims = att.claims
-    pairs = (
-        ("job (e tag)", att.job_id, launch.job_id),
-        ("provider", att.provider, launch.provider),
-        ("claims.nonce", claims.nonce, request.nonce),
-        ("recipient (p tag)", att.recipient, request.reply_to),
-        ("tee tag", att.tee, request.tee),
-        ("claims.model.name", claims.model.name, launch.model.name),
-        ("claims.model.sha256", claims.model.sha256, launch.model.sha256),
-        ("claims.runtime.image", claims.runtime.image, image),
+    return ExpectedJob(
+        job_id=launch.job_id,
+        provider=launch.provider,
+        nonce=request.nonce,
+        recipient=request.reply_to,
+        tee=request.tee,
+        model_name=launch.model.name,
+        model_sha256=launch.model.sha256,
+        image=image,
     )
-    reasons = [
-        f"{what} is {_short(seen)!r}, expected {_short(wanted)!r}"
-        for what, seen, wanted in pairs
-        if seen != wanted
-    ]
-    if att.expiration <= now:
-        reasons.append(f"it expired at {att.expiration}")
-    return reasons, att.container
-
-
-def _evidence_reasons(exc: AttestationError) -> list[str]:
-    if isinstance(exc, EvidenceRejected):
-        return [f"evidence: {type(e).__name__}: {e}" for e in exc.errors]
-    return [f"evidence: {type(exc).__name__}: {exc}"]
 
 
 def expected_job_host_data(launch: LaunchRequest, *, image: str) -> bytes:
     """HOST_DATA of the initdata the launcher put on this job's pod."""
-    gpu = launch.request.tee == TeeKind.SEV_SNP_NVIDIA_H100
-    initdata = build_initdata(job_id=launch.job_id, provider=launch.provider, image=image, gpu=gpu)
+    initdata = job_initdata(
+        job_id=launch.job_id, provider=launch.provider, image=image, tee=launch.request.tee
+    )
     return expected_host_data(initdata)
 
 
@@ -139,23 +106,16 @@ def check_attestation(
     Raises :class:`AttestationIgnored` (every failed check listed) otherwise; never anything
     else for any event (the evidence parsers raise only ``AttestationError``).
     """
-    reasons, container = _cheap_checks(event, launch, image=image, now=int(now.timestamp()))
-    if reasons:
-        raise AttestationIgnored(event.id, reasons)
-    expected = Expected(
-        job=launch.job_id,
-        nonce=launch.request.nonce,
-        provider=launch.provider,
-        container_pubkey=container,
-        model_sha256=launch.model.sha256,
-        host_data=expected_job_host_data(launch, image=image),
-    )
-    try:
-        bundle = parse_bundle(event.content)
-        verify_evidence(bundle, policy, now=now, trust=trust, expected=expected, cache=cache)
-    except AttestationError as exc:
-        raise AttestationIgnored(event.id, _evidence_reasons(exc), evidence_checked=True) from None
-    return container
+    expected = _expected(launch, image)
+    claimed = check_claims(event, expected, now=int(now.timestamp()))
+    att = claimed.attestation
+    if att is None or claimed.reasons:
+        raise AttestationIgnored(event.id, list(claimed.reasons))
+    evidence = check_evidence(att, expected, trust=trust, policy=policy, now=now, cache=cache)
+    if not evidence.passed:
+        reasons = [*evidence.reasons, *(f"evidence: {e}" for e in evidence.errors)]
+        raise AttestationIgnored(event.id, reasons, evidence_checked=True)
+    return att.container
 
 
 class RelayStatusSource:

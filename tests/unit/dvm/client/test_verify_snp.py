@@ -20,15 +20,16 @@ from datetime import UTC, datetime
 import pytest
 
 from attestation.evidence import EvidenceType
-from attestation.initdata import ANNOTATION, build_initdata, expected_host_data, parse_initdata
+from attestation.initdata import ANNOTATION, expected_host_data, parse_initdata
 from attestation.simulated import SimulatedTee
 from attestation.snp.abi import Product
 from attestation.snp.validate import DEFAULT_POLICY
 from attestation.verification import Trust
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
+from dvm.cdvm.pod_contract import build_initdata
 from dvm.client import AttestationRefused, Verification, verify_attestation
 from dvm.client.verify import expected_initdata
 from dvm.node.kubernetes.pod import KubernetesConfig, build_job_pod
-from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.nostr.event import Event
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import JobRequest, build_job_request, parse_job_request
@@ -284,5 +285,5 @@ def test_the_client_rebuilds_the_launchers_initdata_byte_for_byte() -> None:
         on_the_pod = gzip.decompress(base64.b64decode(annotation))
         ours = expected_initdata(request, image=IMAGE)
         assert ours == on_the_pod
-        assert parse_initdata(ours).job_id == request.id
+        assert parse_initdata(ours).data["cdvm_job"] == request.id
         assert expected_host_data(ours) == hashlib.sha256(on_the_pod).digest()

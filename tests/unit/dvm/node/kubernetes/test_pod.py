@@ -9,13 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attestation.initdata import (
-    ANNOTATION,
-    WORKLOAD_COMMAND,
-    WORKLOAD_UID,
-    build_initdata,
-    decode_initdata_annotation,
-)
+from attestation.initdata import ANNOTATION, decode_initdata_annotation
+from dvm.cdvm.pod_contract import WORKLOAD_COMMAND, WORKLOAD_UID, build_initdata
 from dvm.node.errors import ConfigError
 from dvm.node.kubernetes.pod import (
     KubernetesConfig,
