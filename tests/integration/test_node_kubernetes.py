@@ -31,13 +31,13 @@ from kubernetes import client as k8s_client
 from attestation.initdata import ANNOTATION, decode_initdata_annotation
 from attestation.simulated import SimulatedChain, SimulatedTee, mint_chain
 from attestation.verification import Trust
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.node.config import NodeConfig, parse_config
-from dvm.node.kubernetes.pod import pod_name
 from dvm.node.kubernetes.launcher import KubernetesLauncher
+from dvm.node.kubernetes.pod import pod_name
+from dvm.node.kubernetes.relay_status import RelayStatusSource
 from dvm.node.ledger import JobLedger, JobState
 from dvm.node.node import ProviderNode
-from dvm.node.kubernetes.relay_status import RelayStatusSource
-from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
@@ -59,6 +59,7 @@ from tests.k8s.fake_apiserver import (
     terminated,
     waiting,
 )
+from tests.waiting import wait_for
 
 from .conftest import RelayProcess
 
@@ -210,12 +211,11 @@ async def next_feedback(sub: Subscription, timeout_s: float = 20) -> JobFeedback
 
 
 async def wait_for_pod(cluster: FakeCluster, name: str) -> dict[str, Any]:
-    async with asyncio.timeout(20):
-        while True:
-            for pod in cluster.created:
-                if pod["metadata"]["name"] == name:
-                    return pod
-            await asyncio.sleep(0.05)
+    return await wait_for(
+        lambda: next((p for p in cluster.created if p["metadata"]["name"] == name), None),
+        timeout_s=20,
+        what=f"the job pod {name} is created",
+    )
 
 
 def play_container(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import logging
 import os
 import secrets
 import subprocess
@@ -29,10 +30,11 @@ import pytest
 
 from attestation.initdata import ANNOTATION, decode_initdata_annotation
 from attestation.simulated import SimulatedChain, SimulatedTee
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
+from dvm.cli.serve import run_serve
 from dvm.node.config import LauncherKind, NodeConfig, load_config, parse_config
 from dvm.node.errors import ConfigError
 from dvm.node.kubernetes.pod import build_job_pod, pod_name
-from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
@@ -45,11 +47,11 @@ from dvm.nostr.nip90 import (
     parse_job_feedback,
 )
 from dvm.relay import BackoffPolicy, RelayPool
-from dvm.cli.serve import run_serve
 from tests.integration.conftest import RelayProcess
 from tests.k8s.fake_apiserver import FakeCluster, fake_apiserver, running, scheduled, terminated
 from tests.k8s.kustomize_render import render
 from tests.unit.dvm.node.conftest import key
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[4]
 IMAGE = "registry.example/cdvm/job@sha256:" + "ab" * 32
@@ -350,7 +352,9 @@ async def test_serve_collects_orphans_announces_and_runs_a_job_pod(
     server: str,
     relay: RelayProcess,
     simulated_chain: SimulatedChain,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="dvm.node.kubernetes.relay_status")
     config = serve_config(tmp_path, server, [relay.url])
     kube = config.launcher.kubernetes
     assert kube is not None
@@ -394,16 +398,32 @@ async def test_serve_collects_orphans_announces_and_runs_a_job_pod(
             await pool.publish(job)
             async with asyncio.timeout(20):
                 seen.append(parse_job_feedback(await anext(feedback)))
-                while not any(p["metadata"]["name"] == name for p in cluster.created):
-                    await asyncio.sleep(0.05)
-            pod = next(p for p in cluster.created if p["metadata"]["name"] == name)
+            pod = await wait_for(
+                lambda: next((p for p in cluster.created if p["metadata"]["name"] == name), None),
+                timeout_s=20,
+                what=f"the job pod {name} is created",
+            )
             # A perfect simulated attestation: production trust (AMD roots only) refuses it.
             container = SecretKey.generate(secrets.token_bytes)
             nonce = job.tag_values("nonce")[0]
-            await pool.publish(
-                _simulated_attestation(container, job.id, nonce, pod, simulated_chain)
+            attestation = _simulated_attestation(container, job.id, nonce, pod, simulated_chain)
+            await pool.publish(attestation)
+            # The node saw it, its claims matched this job, and the trust gate refused the
+            # evidence; only then can "no container named" below mean anything.
+            refusal = await wait_for(
+                lambda: next(
+                    (
+                        r.getMessage()
+                        for r in caplog.records
+                        if f"ignoring kind-7100 event {attestation.id}" in r.getMessage()
+                    ),
+                    None,
+                ),
+                timeout_s=20,
+                what=f"the node checks and ignores the simulated attestation {attestation.id}",
             )
-            await asyncio.sleep(1.0)
+            # Evidence is checked only once every claim matched the job (relay_status module).
+            assert "evidence: UntrustedRoot" in refusal, refusal
             cluster.set_status("cdvm-jobs", name, terminated(0))
             async with asyncio.timeout(20):
                 while seen[-1].status is FeedbackStatus.PROCESSING:

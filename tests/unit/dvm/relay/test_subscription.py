@@ -64,6 +64,8 @@ async def test_eose_and_closed_end_the_iteration() -> None:
     sub = make_sub()
     waiter = asyncio.create_task(sub.wait_eose(timeout_s=5))
     sub._mark_eose("ws://a")
+    # One loop step, not a wait for time: the waiter runs up to its first suspension, where
+    # it would already have returned if one relay's EOSE were enough.
     await asyncio.sleep(0)
     assert not waiter.done()
     sub._mark_closed("ws://b", Reason.parse("auth-required: no"))
@@ -78,7 +80,8 @@ async def test_eose_and_closed_end_the_iteration() -> None:
 async def test_iteration_waits_for_events_and_times_out_eose() -> None:
     sub = make_sub()
     reader = asyncio.create_task(anext(sub))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # one loop step: the reader runs until it waits
+    assert not reader.done()  # it is waiting, so the delivery below is what wakes it
     sub._deliver(event(1))
     assert (await reader).content == "1"
     assert not await sub.wait_eose(timeout_s=0.01)
