@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import json
 import secrets
+import time
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,11 @@ from dvm.client import (
     submit,
     trust_simulated_roots,
 )
+from dvm.nostr.event import UnsignedEvent
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip59 import GIFT_WRAP_KIND
 from dvm.nostr.nip90 import FeedbackStatus
+from dvm.relay import RelayPool
 from tests.integration.conftest import RelayProcess
 
 from .fake_provider import FakeProvider, Tamper
@@ -268,3 +271,22 @@ async def test_a_coco_job_outside_the_trusted_images_is_refused(
             await submit(opts, "secret input")
         await _only_the_probe_reaches(provider)
     assert any(f"{_IMAGE!r} is not one of the trusted images" in r for r in caught.value.reasons)
+
+
+@pytest.mark.asyncio
+async def test_a_given_pool_is_used_and_left_open(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path
+) -> None:
+    async with FakeProvider(relay.url, sim_tee) as provider:
+        opts = _options(relay, provider, sim_root)
+        async with RelayPool([relay.url]) as pool:
+            outcome = await submit(opts, "through a shared pool", pool=pool)
+            assert outcome.ok
+            async with Chat(opts, pool=pool) as chat:
+                assert await chat.send("again") == "echo: again"
+                await chat.end()
+            author = SecretKey.generate(secrets.token_bytes)
+            note = UnsignedEvent(author.public_key.hex(), int(time.time()), 1, (), "still open")
+            assert (await pool.publish(note.sign(author, aux_rand=bytes(32)))).ok  # not closed
+    assert outcome.answer == "echo: through a shared pool"
+    assert provider.inputs == ["through a shared pool", "again"]
