@@ -1,6 +1,6 @@
 """``python -m container``: run one job from the spec on stdin (docs/launch.md).
 
-The spec is read from stdin (bounded: one byte over :data:`~container.spec.MAX_SPEC_BYTES` is
+The spec is read from stdin (bounded: one byte over :data:`~container.launch.MAX_SPEC_BYTES` is
 refused as malformed, exit 20), or from ``CDVM_JOB_SPEC`` under Kubernetes when stdin is empty.
 Status lines go to stdout, logs (ids, kinds, sizes) to stderr; the exit code is the job's.
 """
@@ -13,7 +13,7 @@ import os
 import sys
 
 from .job import run_job
-from .spec import MAX_SPEC_BYTES
+from .launch import MAX_SPEC_BYTES
 
 __all__ = ["main", "read_spec"]
 

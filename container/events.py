@@ -1,16 +1,19 @@
-"""The vocabulary of the job state machine: states, exit codes, timers, events and actions.
+"""The vocabulary of the job state machine: states, timers, events and actions.
 
 Contract: plain frozen values, no behaviour (the transitions are :mod:`container.machine`).
 Events carry ids, reasons and flags only, never the requester's input or the model's output,
-so the machine never holds plaintext. Exit codes and destroy reasons are docs/launch.md §2-§3.
+so the machine never holds plaintext. The status kinds, destroy reasons and exit codes the
+actions carry are the launch contract's (:mod:`container.launch`, docs/launch.md §2-§3).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 
 from dvm.cdvm.channel import ChannelError
+
+from .launch import DestroyReason, ExitCode, StatusKind
 
 __all__ = [
     "Action",
@@ -18,13 +21,11 @@ __all__ = [
     "CancelRun",
     "CancelTimer",
     "Destroy",
-    "DestroyReason",
     "EmitStatus",
     "EndReceived",
     "Event",
     "EvidenceFailed",
     "EvidenceObtained",
-    "ExitCode",
     "Failed",
     "GetEvidence",
     "InputReceived",
@@ -48,7 +49,6 @@ __all__ = [
     "SpecRejected",
     "StartTimer",
     "State",
-    "Status",
     "Subscribe",
     "Subscribed",
     "Timer",
@@ -66,43 +66,10 @@ class State(StrEnum):
     DESTROYED = "destroyed"
 
 
-class ExitCode(IntEnum):
-    """The container's exit codes (docs/launch.md §3)."""
-
-    OK = 0
-    FAILURE = 1
-    ATTESTATION_TIMEOUT = 10
-    IDLE_TIMEOUT = 11
-    DEADLINE = 12
-    BAD_SPEC = 20
-    MODEL = 21
-    EVIDENCE = 22
-    RELAY = 30
-
-
-class DestroyReason(StrEnum):
-    """The ``reason`` of the ``destroying`` status line (docs/launch.md §2)."""
-
-    END = "end"
-    ONESHOT = "oneshot"
-    ATTESTATION_TIMEOUT = "attestation-timeout"
-    IDLE_TIMEOUT = "idle-timeout"
-    DEADLINE = "deadline"
-    ERROR = "error"
-
-
 class Timer(StrEnum):
     ATTESTATION = "attestation"  # attestation published but not used (limits.attestation_timeout_s)
     IDLE = "idle"  # channel in use, nothing running (limits.idle_timeout_s)
     DEADLINE = "deadline"  # hard deadline from the start (limits.deadline_s)
-
-
-class Status(StrEnum):
-    """Status lines the machine asks for; ``destroying`` goes with :class:`Destroy`."""
-
-    ATTESTED = "attested"
-    READY = "ready"
-    DELIVERED = "delivered"
 
 
 # --- events ----------------------------------------------------------------------------------
@@ -266,7 +233,10 @@ class PublishAttestation:
 
 @dataclass(frozen=True, slots=True)
 class EmitStatus:
-    status: Status
+    """Write a status line; ``destroying`` is never asked for this way (it goes with
+    :class:`Destroy`)."""
+
+    status: StatusKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from attestation.snp.kds import Fetcher, fetch_https, vcek_url
 from attestation.snp.trust import bundled_chain
 
 from .errors import EvidenceError, SpecError
-from .spec import EvidenceSource, JobSpec
+from .launch import EvidenceSource, JobSpec
 
 __all__ = [
     "MAX_EVIDENCE_BYTES",

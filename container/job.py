@@ -21,10 +21,10 @@ from dvm.nostr.nip90 import parse_job_request
 from . import events as ev
 from .errors import SpecError
 from .evidence import EvidenceProvider, provider_for
+from .launch import ExitCode, JobSpec, StatusKind, StatusLine, parse_job_spec
 from .machine import JobMachine
 from .runner import GenerationParams, Runner, load_runner
 from .runtime import JobRuntime, RunnerLoader, StatusWriter
-from .spec import JobSpec, parse_job_spec
 
 __all__ = ["ProviderFactory", "default_loader", "run_job"]
 
@@ -64,8 +64,8 @@ async def run_job(
         machine = JobMachine()
         for action in machine.handle(ev.SpecRejected()):
             if isinstance(action, ev.Destroy):
-                writer.write(status="destroying", reason=action.reason.value)
-        return int(machine.exit_code if machine.exit_code is not None else ev.ExitCode.BAD_SPEC)
+                writer.write(StatusLine(StatusKind.DESTROYING, reason=action.reason))
+        return int(machine.exit_code if machine.exit_code is not None else ExitCode.BAD_SPEC)
     runtime = JobRuntime(
         spec,
         request,

@@ -36,13 +36,11 @@ from .events import (
     CancelRun,
     CancelTimer,
     Destroy,
-    DestroyReason,
     EmitStatus,
     EndReceived,
     Event,
     EvidenceFailed,
     EvidenceObtained,
-    ExitCode,
     Failed,
     GetEvidence,
     InputReceived,
@@ -66,12 +64,12 @@ from .events import (
     SpecRejected,
     StartTimer,
     State,
-    Status,
     Subscribe,
     Subscribed,
     Timer,
     TimerFired,
 )
+from .launch import DestroyReason, ExitCode, StatusKind
 
 __all__ = [
     "Action",
@@ -79,13 +77,11 @@ __all__ = [
     "CancelRun",
     "CancelTimer",
     "Destroy",
-    "DestroyReason",
     "EmitStatus",
     "EndReceived",
     "Event",
     "EvidenceFailed",
     "EvidenceObtained",
-    "ExitCode",
     "Failed",
     "GetEvidence",
     "InputReceived",
@@ -110,7 +106,6 @@ __all__ = [
     "SpecRejected",
     "StartTimer",
     "State",
-    "Status",
     "Subscribe",
     "Subscribed",
     "Timer",
@@ -220,7 +215,7 @@ class JobMachine:
                 return [SendError(reason), *self._next()]
             case ResultPublished() if self.state is State.DELIVERED:
                 return [
-                    EmitStatus(Status.DELIVERED),
+                    EmitStatus(StatusKind.DELIVERED),
                     *self._destroy(self._deliver_reason, ExitCode.OK),
                 ]
         return []
@@ -283,7 +278,7 @@ class JobMachine:
 
     def _attested(self) -> list[Action]:
         self._publishing = False
-        actions: list[Action] = [EmitStatus(Status.ATTESTED)]
+        actions: list[Action] = [EmitStatus(StatusKind.ATTESTED)]
         if self._used:
             self.state = State.AWAITING_INPUT
             actions += self._greet()
@@ -297,7 +292,7 @@ class JobMachine:
     def _greet(self) -> list[Action]:
         if self._model_ready and not self._ready_sent:
             self._ready_sent = True
-            return [EmitStatus(Status.READY), SendReady()]
+            return [EmitStatus(StatusKind.READY), SendReady()]
         return []
 
     def _on_model_ready(self) -> list[Action]:

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .errors import ModelError, SpecError
-from .spec import ModelSpec
-from .spec import Runner as RunnerKind
+from .launch import ModelSpec, RunnerKind
 
 __all__ = [
     "BATCH_MAX_DELAY_S",

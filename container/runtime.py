@@ -6,21 +6,20 @@ docs/container.md (this runtime).
 Contract: :meth:`JobRuntime.run` (started by :func:`container.job.run_job`) returns the exit
 code and never raises. It feeds :class:`~container.machine.JobMachine` with events (from the
 spec, worker threads, the relay pool, timers) and performs the actions it returns. Status
-lines go to ``status`` (stdout), one JSON object per line, and nothing else does; logs go to
-``logging`` with ids, kinds and sizes only. The per-job boundary: any unexpected exception --
-in the main loop or in a task it started -- becomes :class:`~container.events.Failed`
-(destroy, exit 1). Whatever ends the job, teardown runs: the pool is closed, the key C is
-wiped, buffers are cleared, the scratch directory (a fresh tempdir under ``$TMPDIR``, which is
-also ``$TMPDIR`` and Python's ``tempfile`` default while the job runs) is deleted. CPython
-cannot guarantee that wiped secrets leave no copy in freed memory; the real guarantee is the
-destroyed confidential VM.
+lines (:func:`container.launch.build_status_line`) go to ``status`` (stdout), one per line,
+and nothing else does; logs go to ``logging`` with ids, kinds and sizes only. The per-job
+boundary: any unexpected exception -- in the main loop or in a task it started -- becomes
+:class:`~container.events.Failed` (destroy, exit 1). Whatever ends the job, teardown runs:
+the pool is closed, the key C is wiped, buffers are cleared, the scratch directory (a fresh
+tempdir under ``$TMPDIR``, which is also ``$TMPDIR`` and Python's ``tempfile`` default while
+the job runs) is deleted. CPython cannot guarantee that wiped secrets leave no copy in freed
+memory; the real guarantee is the destroyed confidential VM.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -33,9 +32,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
-from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, report_data
 from dvm.cdvm.channel import ChannelError, OutputState, build_error, build_output, build_ready
 from dvm.cdvm.chunks import DEFAULT_CHUNK_BUDGET_BYTES, chunk_budget_bytes
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, report_data
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
@@ -48,10 +47,10 @@ from . import events as ev
 from .errors import EvidenceError, JobError, ModelError, RunError
 from .evidence import EvidenceProvider
 from .inbox import Accepted, Ended, Ignored, Inbox, Pending, Refused
+from .launch import ExitCode, JobSpec, StatusKind, StatusLine, build_status_line
 from .machine import JobMachine
 from .outbox import result_content, sign_attestation, sign_result, wrap_for
 from .runner import GenerationParams, Runner
-from .spec import JobSpec
 from .streaming import stream_run
 
 __all__ = ["JobRuntime", "RunnerLoader", "StatusWriter"]
@@ -71,13 +70,13 @@ _ERROR_TEXT = {
 
 
 class StatusWriter:
-    """docs/launch.md §2: one JSON object per line on stdout, flushed at once."""
+    """docs/launch.md §2: one status line per line on stdout, flushed at once."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
 
-    def write(self, **fields: str) -> None:
-        self._stream.write(json.dumps(fields, separators=(",", ":")) + "\n")
+    def write(self, line: StatusLine) -> None:
+        self._stream.write(build_status_line(line) + "\n")
         self._stream.flush()
 
 
@@ -150,7 +149,7 @@ class JobRuntime:
             else:
                 os.environ["TMPDIR"] = previous_env
         code = self._machine.exit_code
-        return int(code if code is not None else ev.ExitCode.FAILURE)
+        return int(code if code is not None else ExitCode.FAILURE)
 
     def _post(self, event: ev.Event) -> None:
         self._events.put_nowait(event)
@@ -218,7 +217,7 @@ class JobRuntime:
                 self._spawn(self._publish_result())
             case ev.Destroy(reason=reason, exit_code=code):
                 _log.info("job %s: destroying (%s, exit %d)", self._request.id, reason, code)
-                self._status.write(status="destroying", reason=reason.value)
+                self._status.write(StatusLine(StatusKind.DESTROYING, reason=reason))
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -248,15 +247,19 @@ class JobRuntime:
             ev.Timer.DEADLINE: limits.deadline_s,
         }[timer]
 
-    def _emit(self, status: ev.Status) -> None:
-        if status is ev.Status.ATTESTED:
-            self._status.write(
-                status="attested", container=self._c_pub.hex(), attestation=self._attestation_id
-            )
-        elif status is ev.Status.READY:
-            self._status.write(status="ready")
-        else:
-            self._status.write(status="delivered", result=self._result_id)
+    def _emit(self, kind: StatusKind) -> None:
+        match kind:
+            case StatusKind.ATTESTED:
+                line = StatusLine(
+                    kind, container=self._c_pub.hex(), attestation=self._attestation_id
+                )
+            case StatusKind.READY:
+                line = StatusLine(kind)
+            case StatusKind.DELIVERED:
+                line = StatusLine(kind, result=self._result_id)
+            case StatusKind.DESTROYING:  # pragma: no cover - the machine sends Destroy instead
+                raise JobError("destroying is written with Destroy")
+        self._status.write(line)
 
     def _budget_bytes(self) -> int:
         if self._pool is None:

@@ -15,9 +15,11 @@ See ``docs/node.md``.
 
 from __future__ import annotations
 
+from container.launch import StatusLine
+
 from .config import NodeConfig, load_config, load_secret_key, parse_config
 from .errors import ConfigError, LaunchError, LedgerError, NodeError, SandboxUnavailable
-from .launcher import ExitInfo, LaunchedJob, Launcher, LaunchRequest, StatusLine
+from .launcher import ExitInfo, LaunchedJob, Launcher, LaunchRequest
 from .ledger import JobLedger, JobState
 from .local.launcher import LocalLauncher
 from .node import ProviderNode

@@ -35,7 +35,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from container.spec import Runner
+from container.launch import Limits, ModelSpec, RunnerKind
+from dvm.cdvm.params import ParamError, check_default
 from dvm.nostr.errors import NostrError
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip19 import decode_npub, decode_nsec
@@ -43,7 +44,6 @@ from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind
 
 from .errors import ConfigError
 from .kubernetes.pod import MODELS_DIR, KubernetesConfig, parse_kubernetes_config
-from dvm.cdvm.params import ParamError, check_default
 
 __all__ = [
     "LauncherConfig",
@@ -83,10 +83,20 @@ class ModelConfig:
     Kubernetes, where the job image holds it (``/models/<name>``; not on the node's disk)."""
 
     name: str
-    runner: Runner
+    runner: RunnerKind
     path: Path
     sha256: str
     defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def spec(self) -> ModelSpec:
+        """The launch contract's model (docs/launch.md §1), ``path`` still the node's."""
+        return ModelSpec(
+            name=self.name,
+            runner=self.runner,
+            path=str(self.path),
+            sha256=self.sha256,
+            defaults=dict(self.defaults),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,20 +118,35 @@ class LauncherConfig:
     kubernetes: KubernetesConfig | None = None
 
 
+_JOB_LIMITS = Limits()  # a job's default limits are the launch contract's
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
+    """``[limits]``: the node's own (admission, grace) and each job's (:meth:`job_limits`)."""
+
     max_concurrent_jobs: int = 2
     rate_limit_burst: int = 5
     rate_limit_per_minute: float = 6.0
     min_pow_bits: int = 0
     allowed_requesters: frozenset[str] | None = None
     max_request_bytes: int = 16 * 1024
-    attestation_timeout_s: float = 120.0
-    idle_timeout_s: float = 300.0
-    deadline_s: float = 1800.0
+    attestation_timeout_s: float = _JOB_LIMITS.attestation_timeout_s
+    idle_timeout_s: float = _JOB_LIMITS.idle_timeout_s
+    deadline_s: float = _JOB_LIMITS.deadline_s
     grace_s: float = 10.0
-    max_input_bytes: int = 1024 * 1024
-    max_output_tokens: int = 1024
+    max_input_bytes: int = _JOB_LIMITS.max_input_bytes
+    max_output_tokens: int = _JOB_LIMITS.max_output_tokens
+
+    def job_limits(self) -> Limits:
+        """The limits every job container gets (docs/launch.md §1)."""
+        return Limits(
+            attestation_timeout_s=self.attestation_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+            deadline_s=self.deadline_s,
+            max_input_bytes=self.max_input_bytes,
+            max_output_tokens=self.max_output_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +427,7 @@ def _model(
     if not _MODEL_NAME.fullmatch(name):
         raise ConfigError(f"config key {where}.name must match {_MODEL_NAME.pattern}")
     try:
-        runner = Runner(_str(raw, "runner", where))
+        runner = RunnerKind(_str(raw, "runner", where))
     except ValueError:
         raise ConfigError(f"config key {where}.runner must be 'llama' or 'onnx'") from None
     sha256 = _str(raw, "sha256", where)

@@ -10,7 +10,10 @@ so that :meth:`Launcher.collect_orphans` of a restarted node can find what a pre
 
 Implementations: :mod:`dvm.node.local.launcher` (a bubblewrap sandbox per job, simulated TEE)
 and :mod:`dvm.node.kubernetes.launcher` (a Confidential Containers Pod per job; its status
-lines come from :mod:`dvm.node.kubernetes.relay_status`, because the host cannot read the pod's stdout).
+lines come from :mod:`dvm.node.kubernetes.relay_status`, because the host cannot read the
+pod's stdout).
+The job spec, the status lines and the exit codes are the container's launch contract
+(:mod:`container.launch`); this module is the node's side of it only.
 A launch that cannot start raises :class:`~dvm.node.errors.LaunchError` whose ``reason`` and
 message become the ``error`` feedback.
 
@@ -22,49 +25,44 @@ requester learns what happened, not only the class of failure.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Protocol
 
+from container.launch import ExitCode, Limits, ModelSpec, StatusLine
 from dvm.nostr.nip90 import ErrorReason, FeedbackStatus, JobRequest
 
-from .config import ModelConfig
-
 __all__ = [
-    "DestroyReason",
+    "EXIT_FEEDBACK",
     "ExitInfo",
     "FinalFeedback",
     "LaunchRequest",
     "LaunchedJob",
     "Launcher",
-    "StatusKind",
-    "StatusLine",
     "feedback_for_exit",
-    "parse_status_line",
 ]
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-MAX_STATUS_LINE_BYTES = 4096
 _MAX_DETAIL_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
 class LaunchRequest:
-    """Everything a launcher needs to start the container of one accepted job."""
+    """Everything a launcher needs to start the container of one accepted job.
+
+    ``model`` and ``limits`` are the launch contract's own types (:mod:`container.launch`),
+    built once from the config (:meth:`dvm.node.config.ModelConfig.spec`,
+    :meth:`dvm.node.config.LimitsConfig.job_limits`); ``model.path`` is where the *node* finds
+    the model (the local launcher binds it into the sandbox and names the in-sandbox path in
+    the job spec; under Kubernetes it already is the in-image path). ``grace_s`` is the node's
+    own margin after ``limits.deadline_s`` before it kills the container."""
 
     request: JobRequest
     provider: str
     relays: tuple[str, ...]
-    model: ModelConfig
-    attestation_timeout_s: float
-    idle_timeout_s: float
-    deadline_s: float
+    model: ModelSpec
+    limits: Limits
     grace_s: float
-    max_input_bytes: int
-    max_output_tokens: int
     runtime_version: str
     runtime_image: str
 
@@ -72,69 +70,10 @@ class LaunchRequest:
     def job_id(self) -> str:
         return self.request.id
 
-
-class StatusKind(StrEnum):
-    ATTESTED = "attested"
-    READY = "ready"
-    DELIVERED = "delivered"
-    DESTROYING = "destroying"
-
-
-class DestroyReason(StrEnum):
-    END = "end"
-    ONESHOT = "oneshot"
-    ATTESTATION_TIMEOUT = "attestation-timeout"
-    IDLE_TIMEOUT = "idle-timeout"
-    DEADLINE = "deadline"
-    ERROR = "error"
-
-
-@dataclass(frozen=True, slots=True)
-class StatusLine:
-    """One parsed status line. ``container``/``attestation``/``result`` are hex ids."""
-
-    kind: StatusKind
-    container: str | None = None
-    attestation: str | None = None
-    result: str | None = None
-    reason: DestroyReason | None = None
-
-
-def _hex_field(body: Mapping[str, Any], key: str) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
-        raise ValueError(f"status line field {key!r} must be 64 lowercase hex")
-    return value
-
-
-def parse_status_line(line: bytes) -> StatusLine:
-    """Parse one stdout line of a container, or raise ValueError (the line is then ignored)."""
-    if len(line) > MAX_STATUS_LINE_BYTES:
-        raise ValueError(f"status line of {len(line)} bytes is too long")
-    try:
-        body = json.loads(line)
-    except (ValueError, RecursionError):
-        raise ValueError("status line is not JSON") from None
-    if not isinstance(body, dict):
-        raise ValueError("status line is not a JSON object")  # noqa: TRY004 - one error type for the caller
-    try:
-        kind = StatusKind(str(body.get("status")))
-    except ValueError:
-        raise ValueError("status line has an unknown status") from None
-    if kind is StatusKind.ATTESTED:
-        return StatusLine(
-            kind,
-            container=_hex_field(body, "container"),
-            attestation=_hex_field(body, "attestation"),
-        )
-    if kind is StatusKind.DELIVERED:
-        return StatusLine(kind, result=_hex_field(body, "result"))
-    if kind is StatusKind.DESTROYING:
-        try:
-            return StatusLine(kind, reason=DestroyReason(str(body.get("reason"))))
-        except ValueError:
-            raise ValueError("destroying status line has an unknown reason") from None
-    return StatusLine(kind)
+    @property
+    def kill_after_s(self) -> float:
+        """When the launcher kills a container still running: the deadline plus the grace."""
+        return self.limits.deadline_s + self.grace_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,14 +95,26 @@ class FinalFeedback:
     message: str = field(default="")
 
 
-_TIMEOUT_CODES = {10: "attestation not used in time", 11: "idle timeout", 12: "hard deadline"}
-_LAUNCH_CODES = {
-    20: "malformed job spec",
-    21: "model missing, wrong sha256, or failed to load",
-    22: "no evidence for the container's REPORT_DATA",
-    30: "no relay accepted the container's events",
-    1: "the container failed",
-}
+#: docs/launch.md §3: each exit code's error reason (None: success) and feedback message.
+EXIT_FEEDBACK: Mapping[ExitCode, tuple[ErrorReason | None, str]] = MappingProxyType(
+    {
+        ExitCode.OK: (None, ""),
+        ExitCode.ATTESTATION_TIMEOUT: (ErrorReason.TIMEOUT, "attestation not used in time"),
+        ExitCode.IDLE_TIMEOUT: (ErrorReason.TIMEOUT, "idle timeout"),
+        ExitCode.DEADLINE: (ErrorReason.TIMEOUT, "hard deadline"),
+        ExitCode.BAD_SPEC: (ErrorReason.LAUNCH_FAILED, "malformed job spec"),
+        ExitCode.MODEL: (
+            ErrorReason.LAUNCH_FAILED,
+            "model missing, wrong sha256, or failed to load",
+        ),
+        ExitCode.EVIDENCE: (
+            ErrorReason.LAUNCH_FAILED,
+            "no evidence for the container's REPORT_DATA",
+        ),
+        ExitCode.RELAY: (ErrorReason.LAUNCH_FAILED, "no relay accepted the container's events"),
+        ExitCode.FAILURE: (ErrorReason.LAUNCH_FAILED, "the container failed"),
+    }
+)
 
 
 def _with_detail(message: str, detail: str) -> str:
@@ -183,29 +134,39 @@ def feedback_for_exit(info: ExitInfo) -> FinalFeedback:
     )
 
 
+def _documented(exit_code: int | None) -> ExitCode | None:
+    if exit_code is None:  # gone without a code, yet not killed by the launcher
+        return ExitCode.FAILURE
+    try:
+        return ExitCode(exit_code)
+    except ValueError:  # not a documented code (a signal, a crash of the interpreter)
+        return None
+
+
 def _feedback_for_code(info: ExitInfo) -> FinalFeedback:
     if info.killed:
         return FinalFeedback(
             FeedbackStatus.ERROR, ErrorReason.TIMEOUT, info.destroyed, "killed by the launcher"
         )
-    if info.exit_code == 0 and info.destroyed:
-        return FinalFeedback(FeedbackStatus.SUCCESS, None, destroyed=True)
-    if info.exit_code == 0:
+    code = _documented(info.exit_code)
+    if code is None:
         return FinalFeedback(
             FeedbackStatus.ERROR,
             ErrorReason.LAUNCH_FAILED,
-            destroyed=False,
-            message="the container exited but its destruction was not confirmed",
-        )
-    if info.exit_code in _TIMEOUT_CODES:
-        return FinalFeedback(
-            FeedbackStatus.ERROR,
-            ErrorReason.TIMEOUT,
             info.destroyed,
-            _TIMEOUT_CODES[info.exit_code],
+            f"exit code {info.exit_code}",
         )
-    message = _LAUNCH_CODES.get(info.exit_code or 1, f"exit code {info.exit_code}")
-    return FinalFeedback(FeedbackStatus.ERROR, ErrorReason.LAUNCH_FAILED, info.destroyed, message)
+    reason, message = EXIT_FEEDBACK[code]
+    if reason is not None:
+        return FinalFeedback(FeedbackStatus.ERROR, reason, info.destroyed, message)
+    if info.destroyed:
+        return FinalFeedback(FeedbackStatus.SUCCESS, None, destroyed=True)
+    return FinalFeedback(
+        FeedbackStatus.ERROR,
+        ErrorReason.LAUNCH_FAILED,
+        destroyed=False,
+        message="the container exited but its destruction was not confirmed",
+    )
 
 
 class LaunchedJob(Protocol):

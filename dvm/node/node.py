@@ -40,6 +40,7 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 
+from container.launch import StatusKind
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
@@ -51,7 +52,7 @@ from .announce import build_announcement, build_relay_list, build_withdrawal
 from .config import NodeConfig
 from .errors import LaunchError, LedgerError
 from .intake import Accepted, is_for_us, screen
-from .launcher import LaunchedJob, Launcher, LaunchRequest, StatusKind, feedback_for_exit
+from .launcher import LaunchedJob, Launcher, LaunchRequest, feedback_for_exit
 from .ledger import JobLedger, JobState
 
 __all__ = ["ProviderNode"]
@@ -319,13 +320,9 @@ class ProviderNode:
             request=accepted.request,
             provider=self._pubkey.hex(),
             relays=self._config.relays,
-            model=accepted.model,
-            attestation_timeout_s=limits.attestation_timeout_s,
-            idle_timeout_s=limits.idle_timeout_s,
-            deadline_s=limits.deadline_s,
+            model=accepted.model.spec(),
+            limits=limits.job_limits(),
             grace_s=limits.grace_s,
-            max_input_bytes=limits.max_input_bytes,
-            max_output_tokens=limits.max_output_tokens,
             runtime_version=self._runtime_version,
             runtime_image=self._runtime_image,
         )

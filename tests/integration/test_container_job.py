@@ -34,9 +34,7 @@ from attestation.evidence import parse_bundle
 from attestation.simulated import SimulatedChain, SimulatedTee, mint_chain
 from attestation.snp.abi import REPORT_SIZE_BYTES
 from attestation.verification import Expected, Trust, verify_evidence
-from container.spec import EvidenceSource, JobSpec, Limits, ModelSpec, Runner, build_job_spec
-from dvm.nostr import nip44, nip59
-from dvm.cdvm.kind7100 import ATTESTATION_KIND, parse_attestation
+from container.launch import EvidenceSource, JobSpec, Limits, ModelSpec, RunnerKind, build_job_spec
 from dvm.cdvm.channel import (
     ChannelMessage,
     MessageKind,
@@ -45,6 +43,8 @@ from dvm.cdvm.channel import (
     build_input,
     parse_channel_rumor,
 )
+from dvm.cdvm.kind7100 import ATTESTATION_KIND, parse_attestation
+from dvm.nostr import nip44, nip59
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
@@ -170,7 +170,7 @@ def start_job(
         tee="simulated",
         evidence_source=EvidenceSource.SIMULATED_FD,
         evidence_fd=fd,
-        model=ModelSpec("double", Runner.ONNX, str(model_path), sha),
+        model=ModelSpec("double", RunnerKind.ONNX, str(model_path), sha),
         runtime_version="test",
         runtime_image="local",
         limits=limits or Limits(attestation_timeout_s=20, idle_timeout_s=20, deadline_s=60),

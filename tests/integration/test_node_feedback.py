@@ -42,12 +42,12 @@ from dvm.nostr.nip90 import (
 )
 from dvm.relay import BackoffPolicy, RelayPool, Subscription
 from dvm.cli.serve import run_serve
+from tests.unit.dvm.node.fake_runtime import FAKE_RUNTIME
 
 from .conftest import RelayFactory, RelayProcess
 
 pytestmark = [pytest.mark.relay, pytest.mark.asyncio]
 
-FAKE_RUNTIME = Path(__file__).resolve().parents[1] / "unit" / "dvm" / "node" / "fake_runtime"
 G_X = "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 FAST = BackoffPolicy(initial_s=0.1, factor=2.0, max_s=0.5)
 MODELS = ("ok", "slow", "hang", "exit-21")

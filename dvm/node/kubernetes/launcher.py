@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -44,7 +45,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
-from container.spec import EvidenceSource, JobSpec, Limits, ModelSpec, build_job_spec
+from container.launch import EvidenceSource, JobSpec, StatusLine, build_job_spec
 from dvm.nostr.nip90 import ErrorReason, TeeKind
 
 from ..errors import ConfigError, LaunchError
@@ -59,7 +60,7 @@ from .pod import (
     node_selector,
     read_pod,
 )
-from ..launcher import ExitInfo, LaunchRequest, StatusLine
+from ..launcher import ExitInfo, LaunchRequest
 
 __all__ = [
     "KubernetesJob",
@@ -253,7 +254,7 @@ class KubernetesJob:
     async def _follow(self) -> ExitInfo:
         cfg = self._launcher.config
         job_id = self._launch.job_id
-        give_up = time.monotonic() + self._launch.deadline_s + self._launch.grace_s
+        give_up = time.monotonic() + self._launch.kill_after_s
         give_up += cfg.delete_timeout_s
         view: PodView | None = None
         detail = ""
@@ -373,7 +374,6 @@ class KubernetesLauncher:
                 _log.warning("cannot read RuntimeClass %s (RBAC); assuming it exists", name)
 
     def _spec(self, launch: LaunchRequest, *, gpu: bool) -> str:
-        model = launch.model
         spec = JobSpec(
             request=launch.request.event,
             provider=launch.provider,
@@ -381,23 +381,11 @@ class KubernetesLauncher:
             tee=launch.request.tee,
             evidence_source=EvidenceSource.SEV_SNP_NVIDIA if gpu else EvidenceSource.SEV_SNP,
             evidence_fd=None,
-            model=ModelSpec(
-                name=model.name,
-                runner=model.runner,
-                path=f"{MODELS_DIR}/{model.name}",
-                sha256=model.sha256,
-                defaults=dict(model.defaults),
-            ),
+            model=dataclasses.replace(launch.model, path=f"{MODELS_DIR}/{launch.model.name}"),
             runtime_version=launch.runtime_version,
             # The digest reference that ran: the requester rebuilds the initdata from it.
             runtime_image=self.config.image,
-            limits=Limits(
-                attestation_timeout_s=launch.attestation_timeout_s,
-                idle_timeout_s=launch.idle_timeout_s,
-                deadline_s=launch.deadline_s,
-                max_input_bytes=launch.max_input_bytes,
-                max_output_tokens=launch.max_output_tokens,
-            ),
+            limits=launch.limits,
         )
         return build_job_spec(spec).decode("utf-8")
 
@@ -464,7 +452,7 @@ class KubernetesLauncher:
             provider=launch.provider,
             spec_json=self._spec(launch, gpu=gpu),
             gpu=gpu,
-            active_deadline_s=launch.deadline_s + launch.grace_s,
+            active_deadline_s=launch.kill_after_s,
         )
         name = pod["metadata"]["name"]
         await self._create(pod, job_id)

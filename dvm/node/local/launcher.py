@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import importlib.metadata
@@ -45,12 +46,18 @@ from pathlib import Path
 import container
 from attestation.errors import AttestationError
 from attestation.simulated import SimulatedTee, load_or_mint, measure_runtime, runtime_files
-from container.spec import EvidenceSource, JobSpec, Limits, ModelSpec, build_job_spec
+from container.launch import (
+    EvidenceSource,
+    JobSpec,
+    StatusLine,
+    build_job_spec,
+    parse_status_line,
+)
 
-from . import psp
 from ..config import LauncherConfig, NodeConfig
 from ..errors import LaunchError, SandboxUnavailable
-from ..launcher import ExitInfo, LaunchRequest, StatusLine, parse_status_line
+from ..launcher import ExitInfo, LaunchRequest
+from . import psp
 from .sandbox import (
     MODELS_MOUNT,
     SandboxPlan,
@@ -289,7 +296,6 @@ class LocalLauncher:
         return cls(config=launcher, tee=tee, runtime_dir=runtime_dir, sandboxed=sandboxed)
 
     def _spec(self, launch: LaunchRequest, *, model_path: str, fd: int) -> bytes:
-        model = launch.model
         return build_job_spec(
             JobSpec(
                 request=launch.request.event,
@@ -298,22 +304,10 @@ class LocalLauncher:
                 tee=launch.request.tee,
                 evidence_source=EvidenceSource.SIMULATED_FD,
                 evidence_fd=fd,
-                model=ModelSpec(
-                    name=model.name,
-                    runner=model.runner,
-                    path=model_path,
-                    sha256=model.sha256,
-                    defaults=dict(model.defaults),
-                ),
+                model=dataclasses.replace(launch.model, path=model_path),
                 runtime_version=launch.runtime_version,
                 runtime_image=launch.runtime_image,
-                limits=Limits(
-                    attestation_timeout_s=launch.attestation_timeout_s,
-                    idle_timeout_s=launch.idle_timeout_s,
-                    deadline_s=launch.deadline_s,
-                    max_input_bytes=launch.max_input_bytes,
-                    max_output_tokens=launch.max_output_tokens,
-                ),
+                limits=launch.limits,
             )
         )
 
@@ -325,7 +319,7 @@ class LocalLauncher:
             python=self._python,
             python_prefixes=self._prefixes,
             runtime_dir=self._runtime_dir,
-            model_path=launch.model.path,
+            model_path=Path(launch.model.path),
             model_name=launch.model.name,
         )
         return bwrap_argv(self._config.bwrap, plan)
@@ -343,7 +337,7 @@ class LocalLauncher:
             scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{job_id[:16]}-"))
             env = sandbox_env(home=str(scratch), pythonpath=str(self._runtime_dir))
             cwd = str(scratch)
-            model_path = str(launch.model.path)
+            model_path = launch.model.path
         spec = self._spec(launch, model_path=model_path, fd=theirs.fileno())
         try:
             process = await asyncio.create_subprocess_exec(
@@ -372,7 +366,7 @@ class LocalLauncher:
             process=process,
             psp_task=psp_task,
             scratch=scratch,
-            kill_after_s=launch.deadline_s + launch.grace_s,
+            kill_after_s=launch.kill_after_s,
         )
         _log.info("job %s: container started (pid %d, %d-byte spec)", job_id, job.pid, len(spec))
         stdin = process.stdin

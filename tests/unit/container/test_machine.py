@@ -14,13 +14,11 @@ from container.events import (
     CancelRun,
     CancelTimer,
     Destroy,
-    DestroyReason,
     EmitStatus,
     EndReceived,
     Event,
     EvidenceFailed,
     EvidenceObtained,
-    ExitCode,
     Failed,
     GetEvidence,
     InputReceived,
@@ -44,30 +42,17 @@ from container.events import (
     SpecRejected,
     StartTimer,
     State,
-    Status,
     Subscribe,
     Subscribed,
     Timer,
     TimerFired,
 )
+from container.launch import REASON_EXIT_CODES, DestroyReason, ExitCode, StatusKind
 from container.machine import JobMachine
 from dvm.cdvm.channel import ChannelError
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
-DOCUMENTED = {
-    DestroyReason.END: {ExitCode.OK},
-    DestroyReason.ONESHOT: {ExitCode.OK},
-    DestroyReason.ATTESTATION_TIMEOUT: {ExitCode.ATTESTATION_TIMEOUT},
-    DestroyReason.IDLE_TIMEOUT: {ExitCode.IDLE_TIMEOUT},
-    DestroyReason.DEADLINE: {ExitCode.DEADLINE},
-    DestroyReason.ERROR: {
-        ExitCode.FAILURE,
-        ExitCode.BAD_SPEC,
-        ExitCode.MODEL,
-        ExitCode.EVIDENCE,
-        ExitCode.RELAY,
-    },
-}
+DOCUMENTED = REASON_EXIT_CODES  # the pairs docs/launch.md §2-§3 allow
 
 
 def feed(machine: JobMachine, *events: Event) -> list[Action]:
@@ -110,7 +95,7 @@ def test_attestation_is_published_only_after_evidence_and_subscription(
     assert machine.handle(order[0]) == []
     assert machine.handle(order[1]) == [PublishAttestation()]
     actions = machine.handle(AttestationPublished())
-    assert actions == [EmitStatus(Status.ATTESTED), StartTimer(Timer.ATTESTATION)]
+    assert actions == [EmitStatus(StatusKind.ATTESTED), StartTimer(Timer.ATTESTATION)]
     assert machine.state is State.ATTESTED
 
 
@@ -118,7 +103,7 @@ def test_ready_is_announced_once_attested_whenever_the_model_loads() -> None:
     early = attested(model_ready=True)
     assert early.timers == {Timer.DEADLINE, Timer.ATTESTATION}
     late = attested(model_ready=False)
-    assert late.handle(ModelReady()) == [EmitStatus(Status.READY), SendReady()]
+    assert late.handle(ModelReady()) == [EmitStatus(StatusKind.READY), SendReady()]
     assert late.handle(ModelReady()) == []
 
 
@@ -153,7 +138,7 @@ def test_inputs_wait_for_the_model_without_the_idle_clock() -> None:
     assert RunModel(A) not in actions
     assert Timer.IDLE not in machine.timers
     assert machine.state is State.AWAITING_INPUT
-    assert machine.handle(ModelReady()) == [EmitStatus(Status.READY), SendReady(), RunModel(A)]
+    assert machine.handle(ModelReady()) == [EmitStatus(StatusKind.READY), SendReady(), RunModel(A)]
 
 
 def test_end_publishes_the_result_then_destroys_with_exit_0() -> None:
@@ -165,7 +150,7 @@ def test_end_publishes_the_result_then_destroys_with_exit_0() -> None:
     assert machine.handle(InputReceived(B)) == []  # too late
     actions = machine.handle(ResultPublished())
     assert actions == [
-        EmitStatus(Status.DELIVERED),
+        EmitStatus(StatusKind.DELIVERED),
         CancelTimer(Timer.DEADLINE),
         Destroy(DestroyReason.END, ExitCode.OK),
     ]
@@ -213,7 +198,11 @@ def test_messages_racing_the_attestation_publish_are_kept() -> None:
     feed(machine, SpecParsed(oneshot=False), KeyMade(), EvidenceObtained(), Subscribed())
     assert machine.handle(InputReceived(A)) == []
     actions = feed(machine, ModelReady(), AttestationPublished())
-    assert actions[:3] == [EmitStatus(Status.ATTESTED), EmitStatus(Status.READY), SendReady()]
+    assert actions[:3] == [
+        EmitStatus(StatusKind.ATTESTED),
+        EmitStatus(StatusKind.READY),
+        SendReady(),
+    ]
     assert actions[-1] == RunModel(A)
     assert StartTimer(Timer.ATTESTATION) not in actions
 

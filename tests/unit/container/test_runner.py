@@ -18,7 +18,7 @@ from container.runner import (
     check_model_file,
     load_runner,
 )
-from container.spec import ModelSpec, Runner
+from container.launch import ModelSpec, RunnerKind
 
 
 def test_request_params_override_defaults_and_max_tokens_is_capped() -> None:
@@ -115,9 +115,11 @@ def test_model_file_hash_is_checked(tmp_path: Path) -> None:
 def test_load_runner_checks_the_hash_before_parsing(tmp_path: Path) -> None:
     path = tmp_path / "m.onnx"
     path.write_bytes(b"not a model at all")
-    spec = ModelSpec("m", Runner.ONNX, str(path), "0" * 64)
+    spec = ModelSpec("m", RunnerKind.ONNX, str(path), "0" * 64)
     with pytest.raises(ModelError, match="sha256"):
         load_runner(spec, params=GenerationParams(max_tokens=1))
-    right = ModelSpec("m", Runner.ONNX, str(path), hashlib.sha256(path.read_bytes()).hexdigest())
+    right = ModelSpec(
+        "m", RunnerKind.ONNX, str(path), hashlib.sha256(path.read_bytes()).hexdigest()
+    )
     with pytest.raises(ModelError, match="onnxruntime could not load"):
         load_runner(right, params=GenerationParams(max_tokens=1))

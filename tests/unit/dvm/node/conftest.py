@@ -15,6 +15,7 @@ from dvm.node.config import NodeConfig, parse_config
 from dvm.nostr.event import Event
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip90 import build_job_request
+from tests.unit.dvm.node import fake_runtime
 
 NOW = 1_700_000_000
 
@@ -98,7 +99,8 @@ def make_request(
     return unsigned.sign(requester, aux_rand=bytes(32))
 
 
-FAKE_RUNTIME = Path(__file__).resolve().parent / "fake_runtime"
+# The fake container's runtime root: its __main__ plus the launch contract it imports.
+FAKE_RUNTIME = fake_runtime.FAKE_RUNTIME
 
 
 @pytest.fixture(scope="session")

@@ -12,23 +12,23 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s_client
 
 from attestation.initdata import ANNOTATION, decode_initdata_annotation, expected_host_data
-from container.spec import Runner, parse_job_spec
-from dvm.node.config import ModelConfig
-from dvm.node.errors import ConfigError
-from dvm.node.kubernetes.pod import KubernetesConfig, build_job_pod, pod_name
-from dvm.node.kubernetes.launcher import KubernetesLauncher, KubernetesLaunchError
-from dvm.node.launcher import (
-    LaunchRequest,
+from container.launch import (
+    Limits,
+    ModelSpec,
+    RunnerKind,
     StatusKind,
     StatusLine,
-    feedback_for_exit,
+    parse_job_spec,
 )
+from dvm.node.errors import ConfigError
+from dvm.node.kubernetes.launcher import KubernetesLauncher, KubernetesLaunchError
+from dvm.node.kubernetes.pod import KubernetesConfig, build_job_pod, pod_name
+from dvm.node.launcher import LaunchRequest, feedback_for_exit
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip90 import ErrorReason, FeedbackStatus, build_job_request, parse_job_request
 from tests.k8s.fake_apiserver import (
@@ -62,15 +62,17 @@ def _launch(tee: str = "sev-snp", *, deadline_s: float = 30.0) -> LaunchRequest:
         request=request,
         provider=PROVIDER.public_key.hex(),
         relays=("wss://relay.example",),
-        model=ModelConfig(
-            name="gemma", runner=Runner.LLAMA, path=Path("/srv/gemma.gguf"), sha256="c" * 64
+        model=ModelSpec(
+            name="gemma", runner=RunnerKind.LLAMA, path="/srv/gemma.gguf", sha256="c" * 64
         ),
-        attestation_timeout_s=60,
-        idle_timeout_s=60,
-        deadline_s=deadline_s,
+        limits=Limits(
+            attestation_timeout_s=60,
+            idle_timeout_s=60,
+            deadline_s=deadline_s,
+            max_input_bytes=1024,
+            max_output_tokens=64,
+        ),
         grace_s=2,
-        max_input_bytes=1024,
-        max_output_tokens=64,
         runtime_version="0.1.0",
         runtime_image="ignored-by-kubernetes",
     )

@@ -18,21 +18,15 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from attestation.initdata import build_initdata
 from attestation.simulated import SimulatedChain, SimulatedTee, mint_chain
 from attestation.verification import Trust
-from container.spec import Runner
-from dvm.node.config import ModelConfig
-from dvm.node.errors import AttestationIgnored
-from dvm.node.launcher import LaunchRequest, StatusKind
-from dvm.node.kubernetes.relay_status import RelayStatusSource, check_attestation, expected_job_host_data
+from container.launch import Limits, ModelSpec, RunnerKind, StatusKind
 from dvm.cdvm.kind7100 import (
     ATTESTATION_KIND,
     Claims,
@@ -40,6 +34,14 @@ from dvm.cdvm.kind7100 import (
     RuntimeClaim,
     build_attestation,
 )
+from dvm.cdvm.pod_contract import build_initdata
+from dvm.node.errors import AttestationIgnored
+from dvm.node.kubernetes.relay_status import (
+    RelayStatusSource,
+    check_attestation,
+    expected_job_host_data,
+)
+from dvm.node.launcher import LaunchRequest
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import build_job_request, parse_job_request
@@ -70,15 +72,17 @@ def _launch(*, nonce: bytes = b"\x07" * 32, tee: str = "sev-snp") -> LaunchReque
         request=request,
         provider=PROVIDER.public_key.hex(),
         relays=("ws://127.0.0.1:1",),
-        model=ModelConfig(
-            name="gemma", runner=Runner.LLAMA, path=Path("/models/gemma"), sha256=MODEL_SHA256
+        model=ModelSpec(
+            name="gemma", runner=RunnerKind.LLAMA, path="/models/gemma", sha256=MODEL_SHA256
         ),
-        attestation_timeout_s=60,
-        idle_timeout_s=60,
-        deadline_s=60,
+        limits=Limits(
+            attestation_timeout_s=60,
+            idle_timeout_s=60,
+            deadline_s=60,
+            max_input_bytes=1024,
+            max_output_tokens=64,
+        ),
         grace_s=2,
-        max_input_bytes=1024,
-        max_output_tokens=64,
         runtime_version="0.1.0",
         runtime_image=IMAGE,
     )

@@ -23,10 +23,10 @@ import pytest
 import pytest_asyncio
 
 from attestation.simulated import SimulatedChain, SimulatedTee, measure_runtime
-from container.spec import Runner
-from dvm.node.config import LauncherConfig, ModelConfig, parse_config
+from container.launch import Limits, ModelSpec, RunnerKind, StatusKind
+from dvm.node.config import LauncherConfig, parse_config
 from dvm.node.errors import SandboxUnavailable
-from dvm.node.launcher import LaunchRequest, StatusKind, feedback_for_exit
+from dvm.node.launcher import LaunchRequest, feedback_for_exit
 from dvm.node.local.launcher import LocalLauncher, bubblewrap_usable, stage_runtime
 from dvm.node.local.sandbox import process_handle, process_start_time
 from dvm.nostr.nip90 import ErrorReason, FeedbackStatus, parse_job_request
@@ -44,13 +44,15 @@ def _launch_request(
         request=parse_job_request(make_request(key(2), key(1))),
         provider=key(1).public_key.hex(),
         relays=("ws://127.0.0.1:1",),
-        model=ModelConfig(name, Runner.ONNX, model_path, "0" * 64, defaults),
-        attestation_timeout_s=10,
-        idle_timeout_s=10,
-        deadline_s=deadline_s,
+        model=ModelSpec(name, RunnerKind.ONNX, str(model_path), "0" * 64, defaults),
+        limits=Limits(
+            attestation_timeout_s=10,
+            idle_timeout_s=10,
+            deadline_s=deadline_s,
+            max_input_bytes=1000,
+            max_output_tokens=16,
+        ),
         grace_s=0.5,
-        max_input_bytes=1000,
-        max_output_tokens=16,
         runtime_version="test",
         runtime_image="test",
     )
@@ -270,5 +272,5 @@ def test_stage_runtime_copies_exactly_the_measured_files(tmp_path: Path) -> None
     assert measurement == measure_runtime(FAKE_RUNTIME)
     assert sorted(
         p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file()
-    ) == ["container/__main__.py"]
+    ) == ["container/__main__.py", "container/launch/status.py"]
     shutil.rmtree(tmp_path / "container")

@@ -1,4 +1,8 @@
-"""A fake job container for the node's tests (stdlib only): behaviour chosen by the model name.
+"""A fake job container for the node's tests: behaviour chosen by the model name.
+
+It imports only the standard library and the launch contract's status module
+(:mod:`container.launch.status`, staged next to it by ``fake_runtime.FAKE_RUNTIME``), so its
+status lines and exit codes are the contract's own.
 
 ``ok``: asks the simulated PSP for evidence, prints the status lines of a one-shot job, exits 0.
 ``exit-N``: exits with code N at once. ``hang``: attests, then sleeps (the launcher must kill it).
@@ -16,11 +20,19 @@ import sys
 import time
 from pathlib import Path
 
+from container.launch.status import (
+    DestroyReason,
+    ExitCode,
+    StatusKind,
+    StatusLine,
+    build_status_line,
+)
+
 G_X = "79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 
 
-def status(**fields: str) -> None:
-    print(json.dumps(fields), flush=True)
+def status(line: StatusLine) -> None:
+    print(build_status_line(line), flush=True)
 
 
 def log(text: str) -> None:
@@ -70,16 +82,16 @@ def main() -> int:
     if name.startswith("exit-"):
         return int(name[5:])
     ask_psp(spec["evidence"]["fd"])
-    status(status="attested", container=G_X, attestation="ab" * 32)
+    status(StatusLine(StatusKind.ATTESTED, container=G_X, attestation="ab" * 32))
     if name == "hang":
         time.sleep(3600)
-    status(status="ready")
+    status(StatusLine(StatusKind.READY))
     print("not a status line", flush=True)
     if name == "slow":
         time.sleep(1.5)
-    status(status="delivered", result="cd" * 32)
-    status(status="destroying", reason="oneshot")
-    return 0
+    status(StatusLine(StatusKind.DELIVERED, result="cd" * 32))
+    status(StatusLine(StatusKind.DESTROYING, reason=DestroyReason.ONESHOT))
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The job spec: what the launcher hands a fresh job container, and nothing more.
 
+Spec: docs/launch.md §1; part of the launch contract (:mod:`container.launch`).
+
 The launcher (``dvm.node``) writes one JSON object to the container's **stdin** and closes it;
 the container parses it with :func:`parse_job_spec` before doing anything else. The spec holds
 no secret: the request is a public event, the model path is a read-only file inside the
@@ -36,8 +38,9 @@ from typing import Any
 
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event
+from dvm.nostr.hex64 import is_hex64
 
-from .errors import SpecError
+from ..errors import SpecError
 
 __all__ = [
     "MAX_SPEC_BYTES",
@@ -45,17 +48,18 @@ __all__ = [
     "JobSpec",
     "Limits",
     "ModelSpec",
-    "Runner",
+    "RunnerKind",
     "SpecError",
     "build_job_spec",
     "parse_job_spec",
 ]
 
 MAX_SPEC_BYTES = 256 * 1024
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class Runner(StrEnum):
+class RunnerKind(StrEnum):
+    """Which runner loads the model (:func:`container.runner.load_runner`)."""
+
     LLAMA = "llama"
     ONNX = "onnx"
 
@@ -70,8 +74,12 @@ class EvidenceSource(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
+    """The served model. In a job spec ``path`` is where the container reads the file (inside
+    its sandbox or image); a launcher holding one before it builds the spec may have the host's
+    path there instead (:class:`dvm.node.launcher.LaunchRequest`)."""
+
     name: str
-    runner: Runner
+    runner: RunnerKind
     path: str
     sha256: str
     defaults: Mapping[str, Any] = field(default_factory=dict)
@@ -79,6 +87,8 @@ class ModelSpec:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """A job's limits; the defaults are the node's defaults too (``[limits]``, docs/node.md)."""
+
     attestation_timeout_s: float = 120.0
     idle_timeout_s: float = 300.0
     deadline_s: float = 1800.0
@@ -157,7 +167,7 @@ def parse_job_spec(raw: bytes) -> JobSpec:
     except NostrError as exc:
         raise SpecError(f"job spec request: {exc}") from None
     provider = _text(top["provider"], "provider")
-    if not _HEX64.fullmatch(provider):
+    if not is_hex64(provider):
         raise SpecError("provider must be 64 lowercase hex characters")
     relays = top["relays"]
     if not isinstance(relays, list) or not relays or not all(isinstance(r, str) for r in relays):
@@ -176,11 +186,11 @@ def parse_job_spec(raw: bytes) -> JobSpec:
         raise SpecError("simulated-fd evidence needs an inherited fd >= 3")
     model = _object(top["model"], _MODEL, "model", required=_MODEL - {"defaults"})
     try:
-        runner = Runner(model["runner"])
+        runner = RunnerKind(model["runner"])
     except ValueError:
         raise SpecError(f"unknown runner {model['runner']!r}") from None
     sha = _text(model["sha256"], "model.sha256")
-    if not _HEX64.fullmatch(sha):
+    if not is_hex64(sha):
         raise SpecError("model.sha256 must be 64 lowercase hex characters")
     defaults = model.get("defaults", {})
     if not isinstance(defaults, dict):
