@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import signal
-import time
 
 import pytest
 
@@ -23,6 +22,7 @@ from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip90 import FEEDBACK_KIND, JobFeedback, parse_job_feedback
 from dvm.relay import RelayPool
 from tests.integration.conftest import RelayFactory
+from tests.waiting import wait_for_blocking
 
 from .conftest import ONNX_NAME, Model, Node, NodeFactory, job_args, run_cli
 
@@ -87,14 +87,20 @@ def test_a_node_restart_mid_job_does_not_launch_it_again(
     job, container = asyncio.run(open_then_crash())
     before = len(node.log_text())
     node.start()
-    time.sleep(5)  # the restarted intake re-reads the last since_lookback_s seconds
+    # The restarted intake re-reads the last since_lookback_s seconds and sees the request
+    # again (the node's log wording, docs/node.md): only after that can the absences below
+    # (no second attestation, no second container) mean anything.
+    wait_for_blocking(
+        lambda: f"job {job}: already in the ledger" in node.log_text()[before:],
+        timeout_s=30,
+        what="the restarted node sees the request again",
+        details=lambda: node.log_text()[before:],
+    )
     after_restart = node.log_text()[before:]
     feedback = asyncio.run(_all_feedback([relay.url], job))
     containers = {f.container for f in feedback if f.container is not None}
     assert containers == {container}
     assert f"job {job}: status attested" not in after_restart
-    # The restarted intake did see the request again (the node's log wording, docs/node.md).
-    assert f"job {job}: already in the ledger" in after_restart
     assert _attested_lines(node, job) == 1
     final = [f for f in feedback if f.status.value == "error"]
     assert final, "the orphaned job gets error feedback on restart"
