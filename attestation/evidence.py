@@ -50,6 +50,7 @@ BUNDLE_VERSION = 1
 #: Printed with every output about simulated evidence, accepted or not.
 SIMULATED_LABEL = "SIMULATED: not confidential"
 
+# attestation imports nothing of dvm, so it cannot use dvm.nostr.hex64: this is its one copy.
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _BUNDLE_KEYS = frozenset({"v", "claims", "evidence", "initdata"})
 _CLAIM_KEYS = frozenset({"pubkey", "job", "nonce", "provider", "model", "runtime"})

@@ -30,7 +30,6 @@ Unknown keys are refused: a field the container ignored would be a setting nobod
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum

@@ -33,6 +33,7 @@ from enum import StrEnum
 from .chunks import DEFAULT_CHUNK_BUDGET_BYTES, parse_chunk_tag, split_message
 from dvm.nostr.errors import CodecError
 from dvm.nostr.event import UnsignedEvent
+from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey
 from dvm.nostr.nip17 import CHAT_KIND
 
@@ -53,7 +54,6 @@ __all__ = [
 
 CDVM_TAG = "cdvm"
 END_TEXT = "/end"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,8}")
 
 
@@ -97,7 +97,7 @@ class ChannelMessage:
 
 
 def _base_tags(job: str, peer: PublicKey) -> list[tuple[str, ...]]:
-    if not _HEX64.fullmatch(job):
+    if not is_hex64(job):
         raise CodecError("job id must be 64 lowercase hex characters")
     return [("p", peer.hex()), ("e", job)]
 
@@ -160,7 +160,7 @@ def build_output(
     created_at: int,
     budget_bytes: int = DEFAULT_CHUNK_BUDGET_BYTES,
 ) -> list[UnsignedEvent]:
-    if not _HEX64.fullmatch(answers):
+    if not is_hex64(answers):
         raise CodecError("answers must name a 64-hex rumor id")
     if seq < 0:
         raise CodecError("seq must be >= 0")
@@ -249,7 +249,7 @@ def parse_channel_rumor(rumor: UnsignedEvent, *, job: str, recipient: PublicKey)
         return message(kind, rumor.content, reason=ChannelError(cdvm[2]))
     if kind is MessageKind.OUTPUT and len(cdvm) == 5:
         answers, seq, state = cdvm[2], cdvm[3], cdvm[4]
-        if not _HEX64.fullmatch(answers) or not _DECIMAL.fullmatch(seq):
+        if not is_hex64(answers) or not _DECIMAL.fullmatch(seq):
             raise CodecError("malformed output tag")
         if state not in _STATES:
             raise CodecError("output state must be partial or final")

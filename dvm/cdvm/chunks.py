@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from dvm.nostr.errors import CodecError
 from dvm.nostr.event import Tags
+from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.nip44 import payload_chars_for
 
 __all__ = [
@@ -65,7 +66,6 @@ MAX_CHUNKS = 4096
 _MIN_BUDGET_BYTES = 6  # the widest escaped code point, \u00XX
 _DEFAULT_MAX_PENDING_BYTES = 16 * 1024 * 1024
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,8}")
 
 # Fixed parts of the seal and wrap JSON, measured on templates: a 10-digit created_at (valid
@@ -143,7 +143,7 @@ class ChunkTag:
             raise CodecError(f"chunk total must be 1 to {MAX_CHUNKS}")
         if not 0 <= self.index < self.total:
             raise CodecError("chunk index out of range")
-        if not _HEX64.fullmatch(self.digest):
+        if not is_hex64(self.digest):
             raise CodecError("chunk digest must be 64 lowercase hex characters")
 
     def to_tag(self) -> tuple[str, str, str, str]:

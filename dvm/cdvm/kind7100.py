@@ -39,6 +39,7 @@ from attestation.errors import AttestationError
 from attestation.evidence import EvidenceType
 from dvm.nostr.errors import CodecError, NostrError
 from dvm.nostr.event import Event, Tags, UnsignedEvent
+from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey
 
 __all__ = [
@@ -56,20 +57,19 @@ __all__ = [
 ATTESTATION_KIND = 7100
 ATTESTATION_VERSION = 1
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 _CONTENT_KEYS = frozenset({"v", "claims", "evidence", "initdata"})
 _CLAIM_KEYS = frozenset({"pubkey", "job", "nonce", "provider", "model", "runtime"})
 
 
-def _hex64(value: object, what: str) -> str:
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+def _hex_field(value: object, what: str) -> str:
+    if not is_hex64(value):
         raise CodecError(f"{what} must be 64 lowercase hex characters")
-    return value
+    return str(value)
 
 
 def _pubkey(value: object, what: str) -> str:
-    _hex64(value, what)
+    _hex_field(value, what)
     try:
         return PublicKey.from_hex(str(value)).hex()
     except NostrError:
@@ -97,7 +97,7 @@ class ModelClaim:
 
     def __post_init__(self) -> None:
         _text(self.name, "claims.model.name")
-        _hex64(self.sha256, "claims.model.sha256")
+        _hex_field(self.sha256, "claims.model.sha256")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +123,8 @@ class Claims:
 
     def __post_init__(self) -> None:
         _pubkey(self.pubkey, "claims.pubkey")
-        _hex64(self.job, "claims.job")
-        _hex64(self.nonce, "claims.nonce")
+        _hex_field(self.job, "claims.job")
+        _hex_field(self.nonce, "claims.nonce")
         _pubkey(self.provider, "claims.provider")
 
     def to_dict(self) -> dict[str, Any]:
@@ -144,12 +144,12 @@ class Claims:
         runtime = _exact_object(body["runtime"], frozenset({"version", "image"}), "claims.runtime")
         return cls(
             pubkey=_pubkey(body["pubkey"], "claims.pubkey"),
-            job=_hex64(body["job"], "claims.job"),
-            nonce=_hex64(body["nonce"], "claims.nonce"),
+            job=_hex_field(body["job"], "claims.job"),
+            nonce=_hex_field(body["nonce"], "claims.nonce"),
             provider=_pubkey(body["provider"], "claims.provider"),
             model=ModelClaim(
                 _text(model["name"], "claims.model.name"),
-                _hex64(model["sha256"], "claims.model.sha256"),
+                _hex_field(model["sha256"], "claims.model.sha256"),
             ),
             runtime=RuntimeClaim(
                 _text(runtime["version"], "claims.runtime.version"),
@@ -298,7 +298,7 @@ class _Parts:
 
 
 def _parse_parts(signer: str, tags: Tags, content: str) -> _Parts:
-    job_id = _hex64(_one(tags, "e"), "'e' tag")
+    job_id = _hex_field(_one(tags, "e"), "'e' tag")
     recipient = _pubkey(_one(tags, "p"), "'p' tag")
     provider = _pubkey(_one(tags, "provider"), "'provider' tag")
     tee = _text(_one(tags, "tee"), "'tee' tag")

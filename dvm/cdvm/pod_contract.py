@@ -30,6 +30,7 @@ import re
 
 from attestation.errors import BindingMismatch, ParseError
 from attestation.initdata import INITDATA_VERSION, parse_initdata, verify_initdata
+from dvm.nostr.hex64 import HEX64_PATTERN, is_hex64
 
 __all__ = [
     "JOB_SPEC_ENV",
@@ -58,7 +59,6 @@ _FREE_ENV_NAMES = ("HOSTNAME", "LANG", "PYTHON_VERSION", "PYTHON_SHA256", "GPG_K
 #: The environment variable that carries the job spec (docs/launch.md §1; container/__main__.py).
 JOB_SPEC_ENV = "CDVM_JOB_SPEC"
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 # OCI distribution reference, restricted: a registry host (with a dot or a port, or localhost),
 # a lowercase path, no tag, and a sha256 digest. No normalisation can change such a name, so the
 # string the policy pins is the string containerd and the guest puller see.
@@ -66,7 +66,7 @@ _IMAGE_REF = re.compile(
     r"(?P<host>(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)+"
     r"|localhost)(?::[0-9]{1,5})?)"
     r"(?P<path>(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)"
-    r"@sha256:(?P<digest>[0-9a-f]{64})"
+    rf"@sha256:(?P<digest>{HEX64_PATTERN})"
 )
 
 
@@ -84,8 +84,8 @@ def check_image_reference(image: str) -> str:
     return image
 
 
-def _check_hex(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+def _hex_field(value: str, what: str) -> str:
+    if not is_hex64(value):
         raise ParseError(f"{what} must be 64 lowercase hex characters")
     return value
 
@@ -161,8 +161,8 @@ _MOUNTS = (
 
 def agent_policy(*, job_id: str, provider: str, image: str, gpu: bool = False) -> str:
     """The Rego agent policy of one job (package ``agent_policy``)."""
-    _check_hex(job_id, "job id")
-    _check_hex(provider, "provider")
+    _hex_field(job_id, "job id")
+    _hex_field(provider, "provider")
     check_image_reference(image)
     defaults = "\n".join(
         f"default {name} := {'true' if value else 'false'}" for name, value in _ALWAYS.items()

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import EventError, InvalidKeyError, SignatureError
+from .hex64 import is_hex64
 from .keys import PublicKey, SecretKey
 
 __all__ = ["MAX_KIND", "Event", "Tags", "UnsignedEvent", "serialize_for_id", "tags_from"]
@@ -59,9 +60,7 @@ def serialize_for_id(pubkey: str, created_at: int, kind: int, tags: Tags, conten
 
 
 def _check_common(pubkey: str, created_at: int, kind: int, content: str) -> None:
-    if not isinstance(pubkey, str) or len(pubkey) != 64:
-        raise EventError("pubkey must be 64 lowercase hex characters")
-    if pubkey != pubkey.lower() or not all(c in "0123456789abcdef" for c in pubkey):
+    if not is_hex64(pubkey):
         raise EventError("pubkey must be 64 lowercase hex characters")
     if isinstance(created_at, bool) or not isinstance(created_at, int):
         raise EventError("created_at must be an integer")

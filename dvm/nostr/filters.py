@@ -18,17 +18,16 @@ from typing import Any
 
 from .errors import MessageError
 from .event import MAX_KIND, Event
+from .hex64 import is_hex64
 
 __all__ = ["Filter"]
-
-_HEX = frozenset("0123456789abcdef")
 
 
 def _hex64_list(value: object, name: str) -> tuple[str, ...]:
     if not isinstance(value, list):
         raise MessageError(f"filter {name} must be a list")
     for item in value:
-        if not isinstance(item, str) or len(item) != 64 or not set(item) <= _HEX:
+        if not is_hex64(item):
             raise MessageError(f"filter {name} must hold 64 lowercase hex strings")
     return tuple(value)
 

@@ -26,6 +26,7 @@ from typing import Any
 from .errors import MessageError, NostrError
 from .event import Event
 from .filters import Filter
+from .hex64 import is_hex64
 
 __all__ = [
     "ClientAuth",
@@ -47,8 +48,6 @@ __all__ = [
     "parse_client_message",
     "parse_relay_message",
 ]
-
-_HEX = frozenset("0123456789abcdef")
 
 
 class ReasonPrefix(StrEnum):
@@ -266,7 +265,7 @@ def parse_relay_message(text: str | bytes) -> RelayMessage:
         event_id = _str(msg[1], "event id")
         # nostr-relay 1.14 answers ["OK", "", false, reason] when it refuses an event before
         # reading its id; the empty id is kept so the pool can match the OK by order.
-        if event_id and (len(event_id) != 64 or not set(event_id) <= _HEX):
+        if event_id and not is_hex64(event_id):
             raise MessageError("OK event id must be empty or 64 lowercase hex characters")
         if not isinstance(msg[2], bool):
             raise MessageError("OK status must be a boolean")

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 from .errors import CodecError
 from .event import MAX_KIND, Event, UnsignedEvent
+from .hex64 import is_hex64
 
 __all__ = ["DELETION_KIND", "Deletion", "build_deletion", "parse_address", "parse_deletion"]
 
 DELETION_KIND = 5
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _KIND = re.compile(r"0|[1-9][0-9]{0,4}")
 
 
@@ -35,7 +35,7 @@ def parse_address(address: str) -> tuple[int, str, str]:
     kind, pubkey, identifier = parts
     if not _KIND.fullmatch(kind) or int(kind) > MAX_KIND:
         raise CodecError("address kind must be 0 to 65535")
-    if not _HEX64.fullmatch(pubkey):
+    if not is_hex64(pubkey):
         raise CodecError("address pubkey must be 64 lowercase hex characters")
     return int(kind), pubkey, identifier
 
@@ -66,7 +66,7 @@ def _check(
         if len(tag) < 2:
             raise CodecError(f"{tag[0]!r} tag has no value")
         if tag[0] == "e":
-            if not _HEX64.fullmatch(tag[1]):
+            if not is_hex64(tag[1]):
                 raise CodecError("'e' tag must name a 64-hex event id")
             ids.append(tag[1])
         elif tag[0] == "a":

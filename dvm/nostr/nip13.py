@@ -24,6 +24,7 @@ import re
 
 from .errors import PowError
 from .event import Event, Tags, UnsignedEvent
+from .hex64 import is_hex64
 
 __all__ = [
     "DEFAULT_MAX_ITERATIONS",
@@ -36,13 +37,12 @@ __all__ = [
 
 MAX_DIFFICULTY = 256
 DEFAULT_MAX_ITERATIONS = 1 << 24
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]*")
 
 
 def leading_zero_bits(event_id: str) -> int:
     """The NIP-13 difficulty of a 64-hex id: its number of leading zero bits (0 to 256)."""
-    if not isinstance(event_id, str) or not _HEX64.fullmatch(event_id):
+    if not is_hex64(event_id):
         raise PowError("event id must be 64 lowercase hex characters")
     value = int(event_id, 16)
     return MAX_DIFFICULTY - value.bit_length()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from . import nip59
 from .errors import CodecError, NostrError
 from .event import Event, UnsignedEvent
+from .hex64 import is_hex64
 from .keys import PublicKey, SecretKey
 
 __all__ = [
@@ -106,7 +107,7 @@ def parse_chat_rumor(rumor: UnsignedEvent) -> ChatMessage:
         raise CodecError("a chat message replies to at most one event")
     reply_to: str | None = None
     if e_tags:
-        if len(e_tags[0]) < 2 or not _is_hex64(e_tags[0][1]):
+        if len(e_tags[0]) < 2 or not is_hex64(e_tags[0][1]):
             raise CodecError("'e' tag must name a 64-hex event id")
         reply_to = e_tags[0][1]
     subjects = [t for t in rumor.tags if t[0] == "subject"]
@@ -118,10 +119,6 @@ def parse_chat_rumor(rumor: UnsignedEvent) -> ChatMessage:
         reply_to=reply_to,
         subject=subjects[0][1] if subjects else None,
     )
-
-
-def _is_hex64(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def _random_past(random_bytes: Callable[[int], bytes], now: int, max_backdate_s: int) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 
 from .errors import CodecError
 from .event import MAX_KIND, Event, UnsignedEvent
+from .hex64 import is_hex64
 
 __all__ = [
     "HANDLER_KIND",
@@ -36,7 +37,6 @@ __all__ = [
 
 HANDLER_KIND = 31990
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _KIND = re.compile(r"0|[1-9][0-9]{0,4}")
 
 
@@ -51,7 +51,7 @@ class ModelInfo:
     def __post_init__(self) -> None:
         if not self.name or not self.runner:
             raise CodecError("a model needs a name and a runner")
-        if not _HEX64.fullmatch(self.sha256):
+        if not is_hex64(self.sha256):
             raise CodecError("model sha256 must be 64 lowercase hex characters")
 
     def to_dict(self) -> dict[str, str]:

@@ -34,6 +34,7 @@ from typing import Any
 
 from .errors import CodecError, NostrError
 from .event import Event, Tags, UnsignedEvent
+from .hex64 import is_hex64
 from .keys import PublicKey
 
 __all__ = [
@@ -62,7 +63,6 @@ JOB_RESULT_KINDS = range(6000, 7000)
 RESULT_KIND_OFFSET = 1000
 FEEDBACK_KIND = 7000
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,18}")
 _MAX_DECIMAL = 2**63 - 1
 
@@ -118,7 +118,7 @@ def _pubkey_hex(value: str, what: str) -> str:
 
 
 def _event_id(value: str, what: str) -> str:
-    if not _HEX64.fullmatch(value):
+    if not is_hex64(value):
         raise CodecError(f"{what} must be 64 lowercase hex characters")
     return value
 
@@ -250,7 +250,7 @@ def _parse_cdvm_nonce(tags: Tags) -> str:
     cdvm = [t for t in _named(tags, "nonce") if len(t) != 3]
     if len(cdvm) != 1:
         raise CodecError(f"expected exactly one cdvm 'nonce' tag, found {len(cdvm)}")
-    if len(cdvm[0]) != 2 or not _HEX64.fullmatch(cdvm[0][1]):
+    if len(cdvm[0]) != 2 or not is_hex64(cdvm[0][1]):
         raise CodecError("cdvm 'nonce' tag must be ['nonce', <64 lowercase hex>]")
     return cdvm[0][1]
 
