@@ -97,6 +97,7 @@ def test_a_node_restart_mid_job_does_not_launch_it_again(
         details=lambda: node.log_text()[before:],
     )
     after_restart = node.log_text()[before:]
+    assert f"job {job}: already in the ledger" in after_restart
     feedback = asyncio.run(_all_feedback([relay.url], job))
     containers = {f.container for f in feedback if f.container is not None}
     assert containers == {container}
