@@ -46,9 +46,11 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from container.launch import EvidenceSource, JobSpec, StatusLine, build_job_spec
+from dvm.cdvm.tee import is_gpu_job
 from dvm.nostr.nip90 import ErrorReason, TeeKind
 
 from ..errors import ConfigError, LaunchError
+from ..launcher import ExitInfo, LaunchRequest
 from .pod import (
     FATAL_WAITING,
     JOB_ID_ANNOTATION,
@@ -60,7 +62,6 @@ from .pod import (
     node_selector,
     read_pod,
 )
-from ..launcher import ExitInfo, LaunchRequest
 
 __all__ = [
     "KubernetesJob",
@@ -390,7 +391,7 @@ class KubernetesLauncher:
         return build_job_spec(spec).decode("utf-8")
 
     def _tee(self, tee: str) -> bool:
-        if tee == TeeKind.SEV_SNP_NVIDIA_H100:
+        if is_gpu_job(tee):
             if not self.config.offers_gpu:
                 raise KubernetesLaunchError(
                     "this node has no GPU runtime class (launcher.kubernetes.gpu_runtime_class)",
