@@ -22,6 +22,13 @@ Three messages, each with a ``build_*`` (typed values -> :class:`UnsignedEvent`)
 Unknown tags are ignored (NIP-01 lets anyone add tags); a known tag that appears twice where one
 is meant, or has the wrong shape, is a :class:`CodecError`: ambiguity is where two parsers (the
 node's and the container's) would disagree. Wire decisions are recorded in ``docs/protocol.md``.
+
+Why this module is over the ~400-line guide: it is one NIP, three messages whose codecs share
+the tag helpers (exactly-one, at-most-one, ``e``/``p``, decimals), and the cdvm/1 profile of the
+request (the ``nonce``, ``session`` and ``tee`` tags, :class:`TeeKind`) is part of parsing it:
+the node and the container must run the same parser on the same event. What cdvm/1 *decides*
+from those tags lives in :mod:`dvm.cdvm` (the GPU flag and the evidence each TEE kind needs in
+``dvm.cdvm.tee``; the job check in ``dvm.cdvm.jobcheck``).
 """
 
 from __future__ import annotations
