@@ -1,4 +1,4 @@
-"""Generation parameters, the streaming batch policy and the model sha256 check."""
+"""Generation parameters, the load options and the model sha256 check."""
 
 from __future__ import annotations
 
@@ -10,24 +10,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from container.errors import ModelError, SpecError
-from container.runner import (
-    BATCH_MAX_DELAY_S,
-    BATCH_MAX_PIECES,
-    Batcher,
-    GenerationParams,
-    check_model_file,
-    load_runner,
-)
 from container.launch import ModelSpec, RunnerKind
+from container.runner import GenerationParams, check_model_file, load_runner
 
 
 def test_request_params_override_defaults_and_max_tokens_is_capped() -> None:
     params = GenerationParams.from_sources(
         {"max_tokens": 50, "temperature": 0.2, "top_k": 5},
-        (("model", "m"), ("temperature", "0.7"), ("seed", "42"), ("max_tokens", "9000")),
+        (("model", "m"), ("temperature", "0.7"), ("seed", "42"), ("max_tokens", "100")),
         max_output_tokens=100,
     )
     assert params == GenerationParams(max_tokens=100, temperature=0.7, top_p=0.95, top_k=5, seed=42)
+    # Above the cap is refused, not capped: the node refuses it too (dvm.cdvm.params), and a
+    # requester must not believe in a length nobody honoured.
+    with pytest.raises(SpecError, match="max_tokens"):
+        GenerationParams.from_sources({}, (("max_tokens", "9000"),), max_output_tokens=100)
 
 
 def test_defaults_apply_without_params() -> None:
@@ -74,31 +71,6 @@ def test_garbage_params_raise_only_spec_errors(params: list[tuple[str, str]]) ->
     except SpecError:
         return
     assert 1 <= got.max_tokens <= 32
-
-
-def test_batches_flush_by_count() -> None:
-    batcher = Batcher(max_pieces=3, max_delay_s=10)
-    assert not batcher.add("a", now=0)
-    assert not batcher.add("b", now=0.1)
-    assert batcher.add("c", now=0.2)
-    assert batcher.take() == "abc"
-    assert batcher.due_at() is None
-    assert batcher.take() == ""
-
-
-def test_batches_flush_by_age_of_the_first_piece() -> None:
-    batcher = Batcher(max_pieces=100, max_delay_s=0.5)
-    assert not batcher.add("a", now=10.0)
-    assert batcher.due_at() == 10.5
-    assert not batcher.due(now=10.4)
-    assert batcher.add("", now=10.5)  # a tick with no piece
-    assert batcher.take() == "a"
-
-
-def test_default_policy_is_documented_values() -> None:
-    assert (BATCH_MAX_PIECES, BATCH_MAX_DELAY_S) == (16, 0.5)
-    with pytest.raises(ValueError, match="max_pieces"):
-        Batcher(max_pieces=0)
 
 
 def test_model_file_hash_is_checked(tmp_path: Path) -> None:
