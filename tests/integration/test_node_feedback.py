@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from attestation.simulated import load_or_mint
+from dvm.cli.serve import run_serve
 from dvm.node.config import NodeConfig, parse_config
 from dvm.node.ledger import JobLedger, JobState
 from dvm.node.node import ProviderNode
@@ -41,8 +42,8 @@ from dvm.nostr.nip90 import (
     parse_job_feedback,
 )
 from dvm.relay import BackoffPolicy, RelayPool, Subscription
-from dvm.cli.serve import run_serve
 from tests.unit.dvm.node.fake_runtime import FAKE_RUNTIME
+from tests.waiting import wait_for
 
 from .conftest import RelayFactory, RelayProcess
 
@@ -201,7 +202,8 @@ async def test_malformed_requests_get_reasons_and_the_node_keeps_serving(
             request(requester, provider, "ok", extra_tags=[("pad", "x" * 5000)]),
             ErrorReason.BAD_REQUEST,
         ),
-        (request(requester, provider, "ok", expiration=now + 2), ErrorReason.BAD_REQUEST),
+        # NIP-40: expired before the node sees it (the relay stores and forwards it all the same).
+        (request(requester, provider, "ok", expiration=now - 1), ErrorReason.BAD_REQUEST),
         (request(requester, provider, "exit-21"), ErrorReason.LAUNCH_FAILED),
     ]
     async with (
@@ -210,8 +212,6 @@ async def test_malformed_requests_get_reasons_and_the_node_keeps_serving(
     ):
         await wait_announced(pool, provider)
         for event, reason in cases:
-            if event.first_tag("expiration") is not None:
-                await asyncio.sleep(3)  # let it expire (NIP-40) before the node sees it
             sub = await job_feedback(pool, event)
             await pool.publish(event)
             final = (await feedback_until_final(sub))[-1]
@@ -280,15 +280,21 @@ async def test_a_slot_is_free_once_the_requester_sees_the_final_feedback(
     # not be refused with `capacity`: the slot is released when the container is gone, before
     # the final feedback is published. Publishing is made to linger after the relay stored
     # the final feedback (as when a second, slow relay has not answered yet), which is exactly
-    # when a requester already sees `success`.
+    # when a requester already sees `success`. It lingers until the test ends, so every next
+    # job is certainly screened while the previous job's publication is still under way.
     original = ProviderNode._publish
+    release = asyncio.Event()
+    lingering: list[str] = []  # job ids whose `success` publication is held
 
-    async def lingering(self: ProviderNode, unsigned: UnsignedEvent) -> None:
+    async def linger(self: ProviderNode, unsigned: UnsignedEvent) -> None:
+        success = ("status", "success") in [t[:2] for t in unsigned.tags]
+        if success:
+            lingering.append(next(t[1] for t in unsigned.tags if t[0] == "e"))
         await original(self, unsigned)
-        if ("status", "success") in [t[:2] for t in unsigned.tags]:
-            await asyncio.sleep(3)
+        if success:
+            await release.wait()
 
-    monkeypatch.setattr(ProviderNode, "_publish", lingering)
+    monkeypatch.setattr(ProviderNode, "_publish", linger)
     doc = write_setup(tmp_path, [relay.url], tee_dir, max_concurrent_jobs=1)
     config, provider = parse_config(doc, base_dir=tmp_path), provider_key(doc)
     requester = SecretKey.generate(secrets.token_bytes)
@@ -297,12 +303,19 @@ async def test_a_slot_is_free_once_the_requester_sees_the_final_feedback(
         running_node(config, provider),
     ):
         await wait_announced(pool, provider)
-        for _ in range(3):
-            job = request(requester, provider, "ok")
-            sub = await job_feedback(pool, job)
-            await pool.publish(job)
-            final = (await feedback_until_final(sub))[-1]
-            assert (final.status, final.destroyed) == (FeedbackStatus.SUCCESS, True), final
+        try:
+            jobs = []
+            for _ in range(3):
+                job = request(requester, provider, "ok")
+                sub = await job_feedback(pool, job)
+                await pool.publish(job)
+                final = (await feedback_until_final(sub))[-1]
+                assert (final.status, final.destroyed) == (FeedbackStatus.SUCCESS, True), final
+                jobs.append(job.id)
+            # Each `success` was seen while its publication still lingered.
+            assert lingering == jobs
+        finally:
+            release.set()  # the node's shutdown waits for the job tasks
 
 
 async def test_graceful_shutdown_lets_a_running_job_finish(
@@ -402,11 +415,22 @@ async def test_node_restart_mid_job_launches_exactly_one_container(
                         break
             os.killpg(node.pid, signal.SIGKILL)  # a crash, mid-job
             node.wait(timeout=10)
+            before = log.stat().st_size
             node = _serve(config_path, log)  # the relay re-delivers the request (lookback)
             final = (await feedback_until_final(sub))[-1]
             assert (final.status, final.reason) == (FeedbackStatus.ERROR, ErrorReason.LAUNCH_FAILED)
             assert final.container == G_X
-            await asyncio.sleep(2)  # time for a (wrong) second launch to show
+            # The restarted intake saw the request again and the ledger kept it from launching:
+            # only after that can "one container started" below mean anything.
+            await wait_for(
+                lambda: (
+                    f"job {job.id}: already in the ledger, not launched again"
+                    in log.read_bytes()[before:].decode("utf-8", "replace")
+                ),
+                timeout_s=30,
+                what="the restarted node sees the request again",
+                details=lambda: log.read_text(encoding="utf-8", errors="replace"),
+            )
     finally:
         node.send_signal(signal.SIGTERM)
         try:
