@@ -4,17 +4,14 @@ Spec: DESIGN §3.2-§3.9, ``docs/launch.md`` §6, ``docs/client.md`` (the API, w
 
 Every decision -- which events count, when the container is verified, when a wait is over, which
 error a failure is -- belongs to :class:`~dvm.client.machine.RequesterMachine` (pure). This shell
-makes the keys (the requester key U is the caller's ``identity``, else a fresh throwaway one; by
-default a **fresh session key S** per job), feeds the machine and performs its actions through
-:class:`~dvm.client.transport.JobTransport` (the relay pool, or the one given as ``pool=``;
-subscribe before publishing; gift wraps; deadlines), verifies the attestation with
-:func:`dvm.client.verify.verify_attestation` and ``now`` from ``clock``, reports progress to
-``options.progress``, and returns or raises what the machine says. Each public call
-(:meth:`JobSession.start`, :meth:`~JobSession.send`, :meth:`~JobSession.end`,
-:meth:`~JobSession.finish`) reads the subscription only until its milestone. Nothing is sent to
-the container before its attestation verified (the machine does not let it). Fresh keys are
-wiped on :meth:`~JobSession.close` (best effort: CPython cannot guarantee erasure). Logs carry
-ids, kinds and sizes only. Clock and randomness are injectable (``clock``, ``random_bytes``).
+makes the keys (U is the caller's ``identity``, else a fresh throwaway one; by default a **fresh
+session key S** per job), feeds the machine, and performs its actions through
+:class:`~dvm.client.transport.JobTransport` (the pool, or the one given as ``pool=``; subscribe
+before publishing; gift wraps; deadlines) and :func:`dvm.client.verify.verify_attestation`
+(``now`` from ``clock``). Each public call reads the subscription only until its milestone and
+returns or raises what the machine says; nothing is sent to the container before its attestation
+verified. Fresh keys are wiped on :meth:`~JobSession.close` (best effort: CPython cannot
+guarantee erasure). Logs carry ids, kinds and sizes only.
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ from typing import TypeVar
 from dvm.nostr.errors import NostrError
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import JobRequest
-from dvm.relay import PublishError, RelayError, RelayPool
+from dvm.relay import RelayError, RelayPool
 
 from . import events as ev
 from .errors import AttestationRefused, ClientError
@@ -40,14 +37,7 @@ from .outcome import JobOutcome, describe_verification, outcome_to_json
 from .transport import JobTransport
 from .verify import Verification, verify_attestation
 
-__all__ = [
-    "Chat",
-    "JobOutcome",
-    "JobSession",
-    "describe_verification",
-    "outcome_to_json",
-    "submit",
-]
+__all__ = ["Chat", "JobOutcome", "JobSession", "describe_verification", "outcome_to_json", "submit"]
 
 _log = logging.getLogger(__name__)
 _M = TypeVar("_M", ev.Ready, ev.Answered, ev.Finished)
@@ -196,26 +186,15 @@ class JobSession:
 
     async def _perform(self, action: ev.Action) -> ev.MachineEvent | None:
         """Do ``action``; the event that reports how it went, if the machine waits for one."""
-        transport = self._transport
-        try:
-            match action:
-                case ev.Subscribe(filters=filters):
-                    await transport.subscribe(filters)
-                case ev.Publish(event=event):
-                    return ev.Published(await transport.publish([event]))
-                case ev.SendRumors(rumors=rumors, recipient=recipient):
-                    await transport.publish(transport.wrap(rumors, recipient))
-                    return ev.RumorsSent()
-                case ev.Verify():
-                    return self._verify(action)
-                case ev.StartTimer(timer=timer, timeout_s=timeout_s):
-                    transport.start_timer(timer, timeout_s)
-                case ev.CancelTimer(timer=timer):
-                    transport.cancel_timer(timer)
-                case ev.Report(step=step, detail=detail):
-                    self.options.progress(step, detail)
-        except PublishError as exc:
-            return ev.PublishRefused(str(exc))
+        match action:
+            case ev.Verify():
+                return self._verify(action)
+            case ev.Report(step=step, detail=detail):
+                self.options.progress(step, detail)
+            case (
+                ev.Subscribe() | ev.Publish() | ev.SendRumors() | ev.StartTimer() | ev.CancelTimer()
+            ):
+                return await self._transport.perform(action)
         return None
 
     def _verify(self, action: ev.Verify) -> ev.VerificationPassed | ev.VerificationRefused:

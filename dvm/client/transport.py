@@ -5,12 +5,13 @@ Spec: DESIGN §3.2-§3.7, ``docs/relay.md`` (the pool), ``docs/client.md``. Used
 
 :class:`JobTransport` opens a :class:`~dvm.relay.RelayPool` answering NIP-42 AUTH with the
 session key S, or borrows the one given as ``pool`` (then it neither starts nor closes it: its
-owner chose the key that authenticates); subscribes and waits for EOSE; publishes (raising
-:class:`~dvm.relay.PublishError` when no relay accepts); gift-wraps rumors from S to C with fresh
-keys and nonces (``random_bytes``) and ``now`` from ``clock``; knows the chunk budget the relays
-allow; and turns the machine's timers into deadlines on the event loop, so that
-:meth:`JobTransport.next_event` returns the next relay event, the first timer whose deadline
-passed, or the end of the subscription.
+owner chose the key that authenticates). :meth:`JobTransport.perform` does the machine's I/O
+actions: subscribe and wait for EOSE; publish (no relay accepting becomes
+:class:`~dvm.client.events.PublishRefused`); gift-wrap rumors from S to C with fresh keys and
+nonces (``random_bytes``) and ``now`` from ``clock``; start and cancel timers as deadlines on the
+event loop, so that :meth:`JobTransport.next_event` returns the next relay event, the first
+timer whose deadline passed, or the end of the subscription. It also knows the chunk budget the
+relays allow.
 """
 
 from __future__ import annotations
@@ -24,9 +25,23 @@ from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps
-from dvm.relay import RelayPool, Subscription
+from dvm.relay import PublishError, RelayPool, Subscription
 
-from .events import MachineEvent, Received, SubscriptionEnded, Timer, TimerFired
+from .events import (
+    CancelTimer,
+    MachineEvent,
+    Publish,
+    Published,
+    PublishRefused,
+    Received,
+    RumorsSent,
+    SendRumors,
+    StartTimer,
+    Subscribe,
+    SubscriptionEnded,
+    Timer,
+    TimerFired,
+)
 
 __all__ = ["EOSE_WAIT_S", "JobTransport"]
 
@@ -60,6 +75,27 @@ class JobTransport:
     @property
     def is_open(self) -> bool:
         return self._pool is not None
+
+    async def perform(
+        self, action: Subscribe | Publish | SendRumors | StartTimer | CancelTimer
+    ) -> MachineEvent | None:
+        """Do one of the machine's I/O actions; the event that reports a publication."""
+        try:
+            match action:
+                case Subscribe(filters=filters):
+                    await self.subscribe(filters)
+                case Publish(event=event):
+                    return Published(await self.publish([event]))
+                case SendRumors(rumors=rumors, recipient=recipient):
+                    await self.publish(self.wrap(rumors, recipient))
+                    return RumorsSent()
+                case StartTimer(timer=timer, timeout_s=timeout_s):
+                    self.start_timer(timer, timeout_s)
+                case CancelTimer(timer=timer):
+                    self.cancel_timer(timer)
+        except PublishError as exc:
+            return PublishRefused(str(exc))
+        return None
 
     async def subscribe(self, filters: Sequence[Filter]) -> None:
         """Open (or borrow) the pool, subscribe with ``filters`` and wait for EOSE (bounded)."""
