@@ -10,3 +10,5 @@ of generation parameters that the node's admission and the container's runner bo
 """
 
 from __future__ import annotations
+
+__all__: list[str] = []

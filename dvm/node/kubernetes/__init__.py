@@ -7,3 +7,5 @@ event, since the pod's stdout is sealed). See docs/deploy.md.
 """
 
 from __future__ import annotations
+
+__all__: list[str] = []

@@ -5,3 +5,5 @@ bubblewrap argv), ``psp`` (the simulated AMD PSP on an inherited socket). See do
 """
 
 from __future__ import annotations
+
+__all__: list[str] = []
