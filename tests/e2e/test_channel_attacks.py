@@ -17,17 +17,18 @@ from collections import Counter
 
 import pytest
 
+from dvm.cdvm.channel import MessageKind, OutputState, build_input, parse_channel_rumor
 from dvm.client import Chat, JobOptions, Timeouts, trust_simulated_roots
 from dvm.nostr import nip44
-from dvm.cdvm.channel import MessageKind, OutputState, build_input, parse_channel_rumor
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps
 from dvm.nostr.nip59 import GIFT_WRAP_KINDS, WRAP_KIND_EPHEMERAL, gift_wrap, unwrap
-from dvm.relay import RelayPool
+from dvm.relay import RelayPool, Subscription
 from tests.integration.conftest import RelayFactory
+from tests.waiting import wait_for
 
 from .conftest import ONNX_NAME, Model, NodeFactory
 
@@ -67,6 +68,32 @@ def _mismatched_seal_wrap(rumor: UnsignedEvent, sealer: SecretKey, to: PublicKey
         aux_rand=secrets.token_bytes(32),
         kind=WRAP_KIND_EPHEMERAL,
     )
+
+
+async def _caught_up(observer: RelayPool, outs: Subscription, to: PublicKey) -> list[Event]:
+    """Every event ``outs`` gets until a marker the observer publishes now, marker excluded.
+
+    The relay forwards events to a subscription in the order it received them, so once the
+    marker (same kind, same ``p``) is here, so is everything the container published before.
+    """
+    throwaway = SecretKey.generate(secrets.token_bytes)
+    marker = UnsignedEvent(
+        throwaway.public_key.hex(),
+        int(time.time()),
+        WRAP_KIND_EPHEMERAL,
+        (("p", to.hex()),),
+        "marker",
+    ).sign(throwaway, aux_rand=secrets.token_bytes(32))
+    await observer.publish(marker)
+    received: list[Event] = []
+
+    def marker_seen() -> bool:
+        while (event := outs.get_nowait()) is not None:
+            received.append(event)
+        return any(e.id == marker.id for e in received)
+
+    await wait_for(marker_seen, timeout_s=30, what="the observer receives its own marker")
+    return [e for e in received if e.id != marker.id]
 
 
 def test_forged_and_replayed_inputs_are_ignored_by_the_container(
@@ -122,13 +149,16 @@ def test_forged_and_replayed_inputs_are_ignored_by_the_container(
             ):
                 await observer.publish(event)
             answer = await chat.send(_tensor(values["ok"]))
-            await asyncio.sleep(2)  # give a wrongly accepted input time to be answered
+            # The container runs accepted inputs one at a time in arrival order, and every
+            # injected event reached the relay before the client's own input: a wrongly accepted
+            # one was answered before that input was. Once destroyed, it sends nothing more.
             outcome = await chat.end()
+            received = await _caught_up(observer, outs, me.public_key)
             ids = {"third": third.id, "seal": forged.id, "replay": replayed.id}
             finals: Counter[str] = Counter()
             contents: list[str] = []
             to_stranger = 0
-            while (event := outs.get_nowait()) is not None:
+            for event in received:
                 if stranger.public_key.hex() in event.tag_values("p"):
                     to_stranger += 1
                     continue
@@ -145,11 +175,12 @@ def test_forged_and_replayed_inputs_are_ignored_by_the_container(
             return ids, finals, contents, to_stranger, outcome.result
 
     ids, finals, contents, to_stranger, result = asyncio.run(scenario())
-    assert to_stranger == 0
+    # What must be there first (the container answered, the observer saw it), then what not.
     assert finals[ids["replay"]] == 1  # answered once, not three times
+    assert sum(finals.values()) == 2  # the replayed input and the client's own
+    assert to_stranger == 0
     assert finals[ids["third"]] == 0
     assert finals[ids["seal"]] == 0
-    assert sum(finals.values()) == 2  # the replayed input and the client's own
     assert not any(str(values["third"]) in c or str(values["seal"]) in c for c in contents)
     assert result is not None
     assert len(json.loads(result)) == 2

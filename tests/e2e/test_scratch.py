@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import time
 from pathlib import Path
 
 import pytest
 
 from dvm.client import Chat, JobOptions, Timeouts, trust_simulated_roots
 from tests.integration.conftest import RelayFactory
+from tests.waiting import wait_for_blocking
 
 from .conftest import ONNX_NAME, Model, Node, NodeFactory, files_containing
 
@@ -71,9 +71,13 @@ def test_scratch_never_holds_the_canary_and_is_gone_after(
     assert searched, "the live scratch was found and searched"
     assert hits == []
     assert destroyed
-    deadline = time.monotonic() + 10
-    while node.children() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    # Destroyed (asserted above) is the positive fact; the process tree then empties.
+    wait_for_blocking(
+        lambda: node.children() == [],
+        timeout_s=10,
+        what="the container's processes are gone",
+        details=lambda: repr(node.children()),
+    )
     assert node.children() == []
     assert [p for p in searched if p.exists() and not str(p).startswith("/proc/")] == []
     assert [p for p in node.tmp_dir.iterdir() if p.name.startswith("cdvm-job-")] == []
