@@ -41,7 +41,7 @@ __all__ = [
 
 MEASUREMENT_DOMAIN = b"cdvm/1 simulated runtime\0"
 #: Package directories of the container image, relative to the root holding the packages.
-RUNTIME_DIRS = ("container", "attestation", "dvm/nostr", "dvm/relay")
+RUNTIME_DIRS = ("container", "attestation", "dvm/nostr", "dvm/cdvm", "dvm/relay")
 #: Single files the runtime executes outside those directories.
 RUNTIME_FILES = ("dvm/__init__.py",)
 _SUFFIXES = (".py", ".pem")

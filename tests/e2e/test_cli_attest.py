@@ -221,7 +221,7 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of this checkout's runtime packages (so a test may change a file)."""
     root = tmp_path_factory.mktemp("runtime")
     ignore = shutil.ignore_patterns("__pycache__")
-    for name in ("attestation", "dvm/nostr", "dvm/relay", "container"):
+    for name in ("attestation", "dvm/nostr", "dvm/cdvm", "dvm/relay", "container"):
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, root / name, ignore=ignore)
     shutil.copy(REPO / "dvm" / "__init__.py", root / "dvm" / "__init__.py")

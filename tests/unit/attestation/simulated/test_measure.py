@@ -40,6 +40,7 @@ MEASURED = {
     "attestation/snp/roots/ark.pem": b"-----BEGIN-----\n",
     "dvm/__init__.py": b"",
     "dvm/nostr/keys.py": b"k\n",
+    "dvm/cdvm/params.py": b"c\n",
     "dvm/relay/pool.py": b"p\n",
     "container/runtime.py": b"r\n",
 }
