@@ -11,11 +11,14 @@ Contract (pure: ``now``, the trust roots and the cache are parameters; nothing i
    one on purpose. Otherwise :class:`~attestation.errors.UntrustedRoot` is raised at once:
    without a trusted root nothing else the evidence says means anything.
 2. **Every other check runs and every failure is listed** in one :class:`EvidenceRejected`:
-   the AMD chain at ``now``, the report signature, the VEK extensions, the policy
+   the AMD chain at ``now`` (and its revocation when :attr:`Trust.crl` asks for it; see
+   :mod:`attestation.snp.crl`), the report signature, the VEK extensions, the policy
    (:func:`attestation.snp.validate.validate`, only once the report is authentic), HOST_DATA =
    SHA-256(initdata), the binding (REPORT_DATA = C || SHA-256(domain || claims)), each GPU
-   report's chain, signature and nonce (= REPORT_DATA[32:64]), and the claims against
-   :class:`Expected` (job, nonce, provider, container key, model, initdata, HOST_DATA).
+   report's chain, signature, nonce (= REPORT_DATA[32:64]) and stated mode
+   (:func:`attestation.nvidia.verify.validate_cc_mode`), each GPU's measurement blocks against
+   :attr:`Expected.gpu_measurements` when given (every failing block listed), and the claims
+   against :class:`Expected` (job, nonce, provider, container key, model, initdata, HOST_DATA).
 3. Simulated evidence goes through the same code as hardware (the same chain, signature,
    extension and policy functions, with the simulated ARK as the only pinned root) and every
    result, message and error about it carries :data:`SIMULATED_LABEL`.
@@ -26,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -42,13 +45,16 @@ from attestation.errors import (
     ChainError,
     ExtensionMismatch,
     ParseError,
+    PolicyViolation,
     SignatureInvalid,
     UntrustedRoot,
 )
 from attestation.evidence import SIMULATED_LABEL, Bundle, EvidenceType, SnpItem
+from attestation.nvidia.reference import ExpectedGpuMeasurements, validate_gpu_measurements
 from attestation.nvidia.spdm import parse_gpu_report
 from attestation.nvidia.verify import VerifiedGpuReport, verify_gpu_report
 from attestation.snp.abi import Product, Report, SigningKey, parse_report
+from attestation.snp.crl import CRL_OFF, CrlPolicy, CrlResult, CrlStatus, check_revocation
 from attestation.snp.trust import DEFAULT_TRUSTED_ARKS, bundled_chain
 from attestation.snp.validate import DEFAULT_POLICY, Policy, validate, warnings
 from attestation.snp.vek import load_certificate, load_certificates, parse_vek_extensions
@@ -85,6 +91,8 @@ class Trust:
     amd_arks: Mapping[Product, frozenset[str]] = field(default_factory=lambda: DEFAULT_TRUSTED_ARKS)
     simulated_roots: tuple[bytes, ...] = ()
     nvidia_roots: tuple[x509.Certificate, ...] | None = None
+    #: Revocation of sev-snp chains (AMD's CRL); off by default, and results then say so.
+    crl: CrlPolicy = CRL_OFF
     #: SHA-256 (hex) of each trusted simulated ARK's DER, computed once.
     simulated_fingerprints: frozenset[str] = field(init=False, repr=False)
 
@@ -101,7 +109,8 @@ class Expected:
     """What the requester knows from its own request and from P's feedback.
 
     ``job``, ``nonce`` and ``provider`` have no default: pass ``None`` only on purpose (the
-    result then warns that the value was not compared). The rest is optional pinning.
+    result then warns that the value was not compared). The rest is optional pinning;
+    ``gpu_measurements`` (from RIMs the requester chose) applies to every GPU of the bundle.
     """
 
     job: str | None
@@ -111,6 +120,7 @@ class Expected:
     model_sha256: str | None = None
     initdata: bytes | None = None
     host_data: bytes | None = None
+    gpu_measurements: ExpectedGpuMeasurements | None = None
 
 
 class EvidenceRejected(AttestationError):  # noqa: N818 - reads as the condition it reports
@@ -199,8 +209,13 @@ def _snp_checks(
     sim_pins = dict.fromkeys(Product, trust.simulated_fingerprints)
     pins = sim_pins if item.simulated else trust.amd_arks
     ark_sha256 = ""
+    revocation = CrlResult(CrlStatus.NOT_APPLICABLE)  # no CRL exists for a simulated root
     try:
         ark_sha256 = cache.verify_chain(vek, ask, ark, product=product, now=now, trusted_arks=pins)
+        if not item.simulated and not errors:
+            revocation = check_revocation(
+                vek, ask, ark, product=product, signer=signer, now=now, policy=trust.crl
+            )
     except AttestationError as exc:
         errors.append(exc)
     try:
@@ -215,7 +230,7 @@ def _snp_checks(
         errors.append(exc)
     if errors:
         return None, errors
-    verified = VerifiedReport(report, product, signer, ext, ark_sha256, now)
+    verified = VerifiedReport(report, product, signer, ext, ark_sha256, now, revocation)
     try:
         validate(verified, policy)
     except AttestationError as exc:
@@ -352,14 +367,20 @@ def verify_evidence(
     gpus: list[VerifiedGpuReport] = []
     for index, item in enumerate(bundle.gpus):
         try:
-            gpus.append(
-                verify_gpu_report(
-                    parse_gpu_report(item.report),
-                    [load_certificate(c) for c in item.certs],
-                    expected_nonce=gpu_nonce(report.report_data),
-                    now=now,
-                    trusted_roots=trust.nvidia_roots,
-                )
+            gpu = verify_gpu_report(
+                parse_gpu_report(item.report),
+                [load_certificate(c) for c in item.certs],
+                expected_nonce=gpu_nonce(report.report_data),
+                now=now,
+                trusted_roots=trust.nvidia_roots,
+            )
+            if expected.gpu_measurements is not None:
+                validate_gpu_measurements(gpu, expected.gpu_measurements)
+            gpus.append(gpu)
+        except PolicyViolation as exc:
+            prefix = f"nvidia-gpu item {index}: "
+            errors.append(
+                PolicyViolation([replace(f, field=prefix + f.field) for f in exc.failures])
             )
         except AttestationError as exc:
             errors.append(type(exc)(f"nvidia-gpu item {index}: {exc}"))
@@ -372,8 +393,13 @@ def verify_evidence(
     notes += [w for w in warnings(policy) if not w.startswith(checked)]
     if bundle.initdata is None and expected.host_data is None:
         notes.append("no initdata: HOST_DATA (the launch configuration) is not checked")
-    if gpus:
-        notes.append("GPU measurements not compared with NVIDIA reference manifests (RIMs)")
+    if verified.revocation.note:
+        notes.append(verified.revocation.note)
+    if gpus and expected.gpu_measurements is None:
+        notes.append(
+            "GPU measurements not compared: no reference values name RIMs, so the GPU's"
+            " confidential-computing mode (on / devtools / off) is not established"
+        )
     if bundle.simulated:
         notes.insert(0, f"{SIMULATED_LABEL}: the evidence comes from a locally minted key")
     return VerifiedEvidence(

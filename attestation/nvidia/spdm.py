@@ -2,7 +2,8 @@
 
 Spec: DMTF DSP0274 (SPDM) 1.1.x, §10.11 "GET_MEASUREMENTS request and MEASUREMENTS response"
 (https://www.dmtf.org/dsp/DSP0274), with the DMTF measurement block/value formats of §10.11.1.
-NVIDIA's opaque-data TLVs follow NVIDIA/nvtrust ``local_gpu_verifier`` (read, not copied).
+NVIDIA's opaque-data TLVs are parsed by :mod:`attestation.nvidia.opaque` (ids and encodings
+from NVIDIA/nvtrust, read, not copied).
 
 Contract: bytes in, frozen values out, structural checks only (every length must add up
 exactly, reserved index values are refused, the signature has the P-384 size). Anything that is
@@ -26,19 +27,27 @@ response::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 from attestation.errors import ParseError
+from attestation.nvidia.opaque import (
+    FeatureFlag,
+    OpaqueData,
+    OpaqueField,
+    OpaqueFieldType,
+    parse_opaque_data,
+)
 
 __all__ = [
     "GET_MEASUREMENTS_CODE",
     "MEASUREMENTS_CODE",
     "SIGNATURE_SIZE_BYTES",
     "SPDM_VERSION_1_1",
+    "FeatureFlag",
     "GpuAttestationReport",
     "MeasurementBlock",
     "MeasurementsRequest",
     "MeasurementsResponse",
+    "OpaqueData",
     "OpaqueField",
     "OpaqueFieldType",
     "parse_gpu_report",
@@ -62,34 +71,6 @@ _SIGNED_REQUEST_SIZE_BYTES = _REQUEST_HEADER_SIZE_BYTES + NONCE_SIZE_BYTES + 1
 _RESPONSE_FIXED_SIZE_BYTES = 8
 _BLOCK_HEADER_SIZE_BYTES = 4
 _DMTF_VALUE_HEADER_SIZE_BYTES = 3
-_TLV_HEADER_SIZE_BYTES = 4
-_VBIOS_VERSION_SIZE_BYTES = 8
-
-
-class OpaqueFieldType(IntEnum):
-    """NVIDIA opaque-data field ids (nvtrust ``OpaqueData.OPAQUE_DATA_TYPES``)."""
-
-    CERT_ISSUER_NAME = 1
-    CERT_AUTHORITY_KEY_IDENTIFIER = 2
-    DRIVER_VERSION = 3
-    GPU_INFO = 4
-    SKU = 5
-    VBIOS_VERSION = 6
-    MANUFACTURER_ID = 7
-    TAMPER_DETECTION = 8
-    SMC = 9
-    VPR = 10
-    NVDEC0_STATUS = 11
-    MSRSCNT = 12
-    CPRINFO = 13
-    BOARD_ID = 14
-    CHIP_SKU = 15
-    CHIP_SKU_MOD = 16
-    PROJECT = 17
-    PROJECT_SKU = 18
-    PROJECT_SKU_MOD = 19
-    FWID = 20
-    PROTECTED_PCIE_STATUS = 21
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,19 +107,11 @@ class MeasurementBlock:
 
 
 @dataclass(frozen=True, slots=True)
-class OpaqueField:
-    """One NVIDIA opaque-data TLV (type u16 LE, length u16 LE, value). Unknown types kept raw."""
-
-    field_type: int
-    value: bytes
-
-
-@dataclass(frozen=True, slots=True)
 class MeasurementsResponse:
     """A signed MEASUREMENTS response. ``signed_part`` is the response without its signature.
 
-    ``driver_version`` is opaque type 3 (NUL-terminated ASCII, e.g. ``550.90.07``);
-    ``vbios_version`` is opaque type 6 in NVIDIA's dotted lower-case form (``96.00.9f.00.01``).
+    ``opaque_data`` holds NVIDIA's TLVs and their typed values (driver and VBIOS versions,
+    FEATURE_FLAG...); the properties below are shortcuts to it.
     """
 
     version: int
@@ -146,15 +119,32 @@ class MeasurementsResponse:
     param2: int
     blocks: tuple[MeasurementBlock, ...]
     nonce: bytes
-    opaque_fields: tuple[OpaqueField, ...]
+    opaque_data: OpaqueData
     signature: bytes
     signed_part: bytes
-    driver_version: str | None
-    vbios_version: str | None
+
+    @property
+    def opaque_fields(self) -> tuple[OpaqueField, ...]:
+        return self.opaque_data.fields
+
+    @property
+    def driver_version(self) -> str | None:
+        """Opaque type 3 (NUL-terminated ASCII, e.g. ``550.90.07``)."""
+        return self.opaque_data.driver_version
+
+    @property
+    def vbios_version(self) -> str | None:
+        """Opaque type 6 in NVIDIA's dotted lower-case form (``96.00.9f.00.01``)."""
+        return self.opaque_data.vbios_version
+
+    @property
+    def feature_flag(self) -> FeatureFlag | None:
+        """Opaque type 36, or None when the firmware does not emit it (legacy opaque data)."""
+        return self.opaque_data.feature_flag
 
     def opaque(self, field_type: OpaqueFieldType) -> bytes | None:
-        """The value of the first opaque field of this type, or None."""
-        return _first(self.opaque_fields, field_type)
+        """The raw value of the opaque field of this type, or None."""
+        return self.opaque_data.get(field_type)
 
     def block(self, index: int) -> MeasurementBlock | None:
         """The measurement block with this SPDM index (1-based), or None."""
@@ -175,30 +165,6 @@ class GpuAttestationReport:
     def signed_bytes(self) -> bytes:
         """request || response-without-signature: what SHA-384 and the leaf key cover."""
         return self.request.raw + self.response.signed_part
-
-
-def _vbios_version(raw: bytes) -> str:
-    # A little-endian u64: its low 32 bits are the first four components, the next byte the
-    # fifth (nvtrust ``format_vbios_version``).
-    if len(raw) != _VBIOS_VERSION_SIZE_BYTES:
-        raise ParseError(f"VBIOS version field is {len(raw)} bytes, wanted 8")
-    low = int.from_bytes(raw[0:4], "little")
-    parts = [f"{(low >> shift) & 0xFF:02x}" for shift in (24, 16, 8, 0)]
-    return ".".join([*parts, f"{raw[4]:02x}"])
-
-
-def _first(fields: tuple[OpaqueField, ...], field_type: OpaqueFieldType) -> bytes | None:
-    return next((f.value for f in fields if f.field_type == field_type), None)
-
-
-def _ascii_z(raw: bytes, what: str) -> str:
-    text = raw.rstrip(b"\0")
-    if b"\0" in text:
-        raise ParseError(f"{what} has a NUL inside its {len(raw)} bytes")
-    try:
-        return text.decode("ascii")
-    except UnicodeDecodeError:
-        raise ParseError(f"{what} is not ASCII ({len(raw)} bytes)") from None
 
 
 def _request_size(data: bytes) -> int:
@@ -258,27 +224,6 @@ def _parse_blocks(record: bytes, count: int) -> tuple[MeasurementBlock, ...]:
     return tuple(blocks)
 
 
-def _parse_opaque(data: bytes) -> tuple[OpaqueField, ...]:
-    fields: list[OpaqueField] = []
-    seen: set[int] = set()
-    offset = 0
-    while offset < len(data):
-        if len(data) - offset < _TLV_HEADER_SIZE_BYTES:
-            raise ParseError(f"opaque TLV header truncated at offset {offset}")
-        field_type = int.from_bytes(data[offset : offset + 2], "little")
-        size = int.from_bytes(data[offset + 2 : offset + 4], "little")
-        value = data[offset + 4 : offset + 4 + size]
-        if len(value) != size:
-            raise ParseError(f"opaque field type {field_type}: length {size}, {len(value)} left")
-        if field_type in seen:
-            # One value per type, so no reader can pick a different copy than another.
-            raise ParseError(f"opaque field type {field_type} appears twice")
-        seen.add(field_type)
-        fields.append(OpaqueField(field_type=field_type, value=bytes(value)))
-        offset += _TLV_HEADER_SIZE_BYTES + size
-    return tuple(fields)
-
-
 def parse_measurements_response(data: bytes) -> MeasurementsResponse:
     """Parse exactly one signed SPDM 1.1 MEASUREMENTS response with a 96-byte P-384 signature."""
     if len(data) < _RESPONSE_FIXED_SIZE_BYTES:
@@ -304,20 +249,15 @@ def parse_measurements_response(data: bytes) -> MeasurementsResponse:
             f"MEASUREMENTS response is {len(data)} bytes, "
             f"wanted {signature_at + SIGNATURE_SIZE_BYTES} with a 96-byte signature"
         )
-    opaque_fields = _parse_opaque(data[opaque_at:signature_at])
-    driver_raw = _first(opaque_fields, OpaqueFieldType.DRIVER_VERSION)
-    vbios_raw = _first(opaque_fields, OpaqueFieldType.VBIOS_VERSION)
     return MeasurementsResponse(
         version=data[0],
         param1=data[2],
         param2=data[3],
         blocks=_parse_blocks(data[_RESPONSE_FIXED_SIZE_BYTES:nonce_at], count),
         nonce=bytes(data[nonce_at : nonce_at + NONCE_SIZE_BYTES]),
-        opaque_fields=opaque_fields,
+        opaque_data=parse_opaque_data(data[opaque_at:signature_at]),
         signature=bytes(data[signature_at:]),
         signed_part=bytes(data[:signature_at]),
-        driver_version=None if driver_raw is None else _ascii_z(driver_raw, "driver version"),
-        vbios_version=None if vbios_raw is None else _vbios_version(vbios_raw),
     )
 
 

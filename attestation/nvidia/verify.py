@@ -17,9 +17,24 @@ Contract (pure: the clock ``now`` and the trusted roots are parameters; no I/O):
    :class:`~attestation.errors.SignatureInvalid`.
 3. **Nonce.** The request nonce (which the signature covers) must equal ``expected_nonce``
    (constant-time compare). Otherwise :class:`~attestation.errors.BindingMismatch`.
+4. **Mode** (:func:`validate_cc_mode`). The signed opaque data must not state a mode other than
+   confidential computing: FEATURE_FLAG (TLV 36) PPCIE, protected PCIe, is CC *off* on the GPU
+   and is refused with :class:`~attestation.errors.PolicyViolation` (field ``FEATURE_FLAG``);
+   an unknown value never gets here (the parser refuses it). SPT and MPT are CC modes; no
+   FEATURE_FLAG (every Hopper report seen so far, NVIDIA's sample included) means the evidence
+   does **not state** the mode, and the result says so (``cc_mode`` = ``NOT_STATED``).
+
+Why no "CC on / devtools / off" check: no TLV carries it. NVIDIA's own local verifier reads it
+from the driver through NVML ``nvmlSystemGetConfComputeState`` (``ccFeature``,
+``devToolsMode``): an unsigned local answer a remote verifier never sees and a hostile host
+controls. What the signed evidence offers instead is its measurements: NVIDIA's verifier only
+claims ``secboot``/``dbgstat: disabled`` when every golden RIM value matches, and devtools or
+CC-off firmware configuration measures differently. So the mode is established by comparing the
+blocks with reference values (:mod:`attestation.nvidia.reference`), never by this module alone.
 
 Authenticity is checked before the nonce, so forged or altered evidence is always reported as
-what it is. What the report's measurements *mean* is :mod:`attestation.nvidia.rim`'s job.
+what it is. What the report's measurements *mean* is :mod:`attestation.nvidia.reference`'s and
+:mod:`attestation.nvidia.rim`'s job.
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -36,21 +52,33 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.verification import ExtensionPolicy, PolicyBuilder, Store
 
-from attestation.errors import BindingMismatch, ChainError, ParseError, SignatureInvalid
+from attestation.errors import (
+    BindingMismatch,
+    ChainError,
+    Failure,
+    ParseError,
+    PolicyViolation,
+    SignatureInvalid,
+)
 from attestation.nvidia.roots import device_identity_ca
 from attestation.nvidia.spdm import (
     NONCE_SIZE_BYTES,
     SIGNATURE_SIZE_BYTES,
+    FeatureFlag,
     GpuAttestationReport,
     MeasurementBlock,
+    MeasurementsResponse,
+    OpaqueData,
     OpaqueField,
     OpaqueFieldType,
     parse_gpu_report,
 )
 
 __all__ = [
+    "GpuModeClaim",
     "VerifiedGpuReport",
     "parse_cert_chain",
+    "validate_cc_mode",
     "verify_cert_chain",
     "verify_gpu_evidence",
     "verify_gpu_report",
@@ -59,9 +87,27 @@ __all__ = [
 _COORDINATE_SIZE_BYTES = SIGNATURE_SIZE_BYTES // 2
 
 
+class GpuModeClaim(StrEnum):
+    """What a report's signed opaque data states about the GPU's confidential-computing mode."""
+
+    SINGLE_GPU_CC = "SPT"  # FEATURE_FLAG 0: CC, single-GPU passthrough
+    MULTI_GPU_CC = "MPT"  # FEATURE_FLAG 1: CC, multi-GPU passthrough
+    NOT_STATED = "not stated"  # no FEATURE_FLAG: legacy opaque data (Hopper as sampled)
+
+
+_MODE_CLAIMS = {
+    FeatureFlag.SPT: GpuModeClaim.SINGLE_GPU_CC,
+    FeatureFlag.MPT: GpuModeClaim.MULTI_GPU_CC,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class VerifiedGpuReport:
-    """What an authentic, fresh GPU report says. Only :func:`verify_gpu_report` makes one."""
+    """What an authentic, fresh GPU report says. Only :func:`verify_gpu_report` makes one.
+
+    ``cc_mode`` is what the evidence *states*; ``NOT_STATED`` is not "on": see the module
+    docstring for why only a comparison with reference values establishes the mode.
+    """
 
     blocks: tuple[MeasurementBlock, ...]
     driver_version: str | None
@@ -72,6 +118,8 @@ class VerifiedGpuReport:
     opaque_fields: tuple[OpaqueField, ...]
     leaf_subject: str
     root_fingerprint_sha256: bytes
+    opaque_data: OpaqueData
+    cc_mode: GpuModeClaim
 
     def block(self, index: int) -> MeasurementBlock | None:
         """The measurement block with this SPDM index (1-based), or None."""
@@ -187,6 +235,24 @@ def _leaf_key(leaf: x509.Certificate) -> ec.EllipticCurvePublicKey:
     return key
 
 
+def validate_cc_mode(response: MeasurementsResponse) -> GpuModeClaim:
+    """The mode the signed opaque data states; PolicyViolation if it states a non-CC mode."""
+    flag = response.feature_flag
+    if flag is None:
+        return GpuModeClaim.NOT_STATED
+    if flag is FeatureFlag.PPCIE:
+        raise PolicyViolation(
+            [
+                Failure(
+                    "FEATURE_FLAG",
+                    "PPCIE (protected PCIe: confidential computing off on the GPU)",
+                    "SPT or MPT (a confidential-computing mode)",
+                )
+            ]
+        )
+    return _MODE_CLAIMS[flag]
+
+
 def verify_gpu_report(
     report: GpuAttestationReport,
     cert_chain: Sequence[x509.Certificate],
@@ -195,7 +261,7 @@ def verify_gpu_report(
     now: datetime,
     trusted_roots: Sequence[x509.Certificate] | None = None,
 ) -> VerifiedGpuReport:
-    """Verify chain, signature and nonce (see the module docstring) and return the report."""
+    """Verify chain, signature, nonce and mode (see the module docstring); return the report."""
     root = verify_cert_chain(cert_chain, now=now, trusted_roots=trusted_roots)
     leaf = cert_chain[0]
     key = _leaf_key(leaf)
@@ -220,6 +286,7 @@ def verify_gpu_report(
             f"GPU request nonce {nonce.hex()} is not the expected {expected_nonce.hex()}"
         )
     response = report.response
+    mode = validate_cc_mode(response)
     return VerifiedGpuReport(
         blocks=response.blocks,
         driver_version=response.driver_version,
@@ -230,6 +297,8 @@ def verify_gpu_report(
         opaque_fields=response.opaque_fields,
         leaf_subject=leaf.subject.rfc4514_string(),
         root_fingerprint_sha256=_fingerprint(root),
+        opaque_data=response.opaque_data,
+        cc_mode=mode,
     )
 
 

@@ -28,6 +28,7 @@ from attestation.errors import (
     UntrustedRoot,
 )
 from attestation.evidence import SIMULATED_LABEL, EvidenceType, GpuItem, SnpItem, build_bundle
+from attestation.nvidia.reference import ExpectedGpuMeasurements
 from attestation.simulated import SimulatedChain, SimulatedTee, mint_chain
 from attestation.snp.abi import KeyInfo, Product, SigningKey, parse_report, serialize_report
 from attestation.snp.validate import Policy
@@ -419,7 +420,7 @@ def _cert(
     return builder.sign(signer, hashes.SHA384())
 
 
-def fake_gpu(nonce: bytes) -> tuple[GpuItem, x509.Certificate]:
+def fake_gpu(nonce: bytes, *, opaque: bytes = b"") -> tuple[GpuItem, x509.Certificate]:
     """A fake H100 (test-only): root -> leaf chain and an SPDM report signed by the leaf."""
     root_key, leaf_key = (
         ec.generate_private_key(ec.SECP384R1()),
@@ -432,7 +433,7 @@ def fake_gpu(nonce: bytes) -> tuple[GpuItem, x509.Certificate]:
     dmtf = bytes([0x01]) + len(value).to_bytes(2, "little") + value
     block = bytes([1, 0x01]) + len(dmtf).to_bytes(2, "little") + dmtf
     response = bytes([0x11, 0x60, 0, 0, 1]) + len(block).to_bytes(3, "little") + block
-    response += b"\x22" * 32 + (0).to_bytes(2, "little")
+    response += b"\x22" * 32 + len(opaque).to_bytes(2, "little") + opaque
     r, s = decode_dss_signature(leaf_key.sign(request + response, ec.ECDSA(hashes.SHA384())))
     report = request + response + r.to_bytes(48, "big") + s.to_bytes(48, "big")
     der = serialization.Encoding.DER
@@ -446,7 +447,7 @@ def test_gpu_evidence_bound_by_the_nonce(chain: SimulatedChain, trust: Trust) ->
     result = verify_evidence(bundle, now=NOW, trust=gpu_trust, expected=EXPECTED)
     assert result.tee == "simulated+nvidia-gpu"
     assert result.gpus[0].nonce == claims_digest(CLAIMS)
-    assert any("RIM" in w for w in result.warnings)
+    assert any(w.startswith("GPU measurements not compared") for w in result.warnings)
     stale, root2 = fake_gpu(b"\x01" * 32)
     bundle = build_bundle(claims=CLAIMS, evidence=[attest(chain), stale], initdata=None)
     with pytest.raises(EvidenceRejected, match="nvidia-gpu item 0") as exc:
@@ -457,6 +458,42 @@ def test_gpu_evidence_bound_by_the_nonce(chain: SimulatedChain, trust: Trust) ->
             expected=EXPECTED,
         )
     assert reasons(exc) == [BindingMismatch]
+
+
+def _gpu_bundle(chain: SimulatedChain, trust: Trust, *, opaque: bytes = b"") -> tuple:
+    gpu, root = fake_gpu(claims_digest(CLAIMS), opaque=opaque)
+    bundle = build_bundle(claims=CLAIMS, evidence=[attest(chain), gpu], initdata=None)
+    return bundle, dataclasses.replace(trust, nvidia_roots=(root,))
+
+
+def test_gpu_measurements_compared_when_expected(chain: SimulatedChain, trust: Trust) -> None:
+    bundle, gpu_trust = _gpu_bundle(chain, trust)
+    pinned = dataclasses.replace(
+        EXPECTED, gpu_measurements=ExpectedGpuMeasurements(blocks={1: (b"\x5a" * 48,)})
+    )
+    result = verify_evidence(bundle, now=NOW, trust=gpu_trust, expected=pinned)
+    assert not any(w.startswith("GPU measurements") for w in result.warnings)
+    other = dataclasses.replace(
+        EXPECTED,
+        gpu_measurements=ExpectedGpuMeasurements(blocks={1: (b"\x01" * 48,), 9: (b"\x01" * 48,)}),
+    )
+    with pytest.raises(EvidenceRejected) as exc:
+        verify_evidence(bundle, now=NOW, trust=gpu_trust, expected=other)
+    assert reasons(exc) == [PolicyViolation]
+    violation = exc.value.errors[0]
+    assert isinstance(violation, PolicyViolation)
+    assert [f.field for f in violation.failures] == [
+        "nvidia-gpu item 0: GPU measurement block 1",
+        "nvidia-gpu item 0: GPU measurement block 9",
+    ]
+
+
+def test_gpu_stating_a_non_cc_mode_is_rejected(chain: SimulatedChain, trust: Trust) -> None:
+    ppcie = (36).to_bytes(2, "little") + (1).to_bytes(2, "little") + b"\x02"
+    bundle, gpu_trust = _gpu_bundle(chain, trust, opaque=ppcie)
+    with pytest.raises(EvidenceRejected, match="nvidia-gpu item 0: FEATURE_FLAG") as exc:
+        verify_evidence(bundle, now=NOW, trust=gpu_trust, expected=EXPECTED)
+    assert reasons(exc) == [PolicyViolation]
 
 
 def test_nvidia_sample_is_not_bound_to_this_job(chain: SimulatedChain, trust: Trust) -> None:

@@ -1,4 +1,4 @@
-"""attestation.nvidia.verify: chain, signature and nonce, on NVIDIA's sample and a fake GPU."""
+"""attestation.nvidia.verify: chain, signature, nonce and mode, on NVIDIA's sample and fakes."""
 
 from __future__ import annotations
 
@@ -18,11 +18,13 @@ from attestation.errors import (
     BindingMismatch,
     ChainError,
     ParseError,
+    PolicyViolation,
     SignatureInvalid,
 )
 from attestation.nvidia.roots import DEVICE_IDENTITY_CA_SHA256, corim_signing_root_ca
 from attestation.nvidia.spdm import parse_gpu_report
 from attestation.nvidia.verify import (
+    GpuModeClaim,
     parse_cert_chain,
     verify_cert_chain,
     verify_gpu_evidence,
@@ -59,6 +61,9 @@ def test_sample_verifies(sample_report: bytes, sample_chain_pem: bytes, spdm) ->
     assert verified.root_fingerprint_sha256 == DEVICE_IDENTITY_CA_SHA256
     assert verified.block(64) is not None
     assert verified.block(65) is None
+    # The sample's opaque data carries no FEATURE_FLAG: it states no mode (see test_opaque).
+    assert verified.cc_mode is GpuModeClaim.NOT_STATED
+    assert verified.opaque_data.feature_flag is None
 
 
 def test_wrong_expected_nonce_is_binding_mismatch(sample_report, sample_chain_pem, spdm) -> None:
@@ -290,3 +295,90 @@ def test_every_byte_flip_of_the_leaf_raises_only_our_errors(
             continue  # not even a certificate: nothing reaches our parser
         with contextlib.suppress(AttestationError):
             parse_cert_chain(pem)
+
+
+# --- the mode the evidence states (FEATURE_FLAG, opaque TLV 36) -------------------------------
+
+
+def _with_feature_flag(sample_report: bytes, signer, value: bytes) -> bytes:
+    """NVIDIA's sample with a FEATURE_FLAG TLV appended to its opaque data, re-signed by the
+    test-only fake signer (the signature covers the opaque data, so NVIDIA's key cannot)."""
+    request, response = sample_report[:37], sample_report[37:-96]
+    opaque_len_at = 8 + int.from_bytes(response[5:8], "little") + 32
+    old_len = int.from_bytes(response[opaque_len_at : opaque_len_at + 2], "little")
+    flag = (36).to_bytes(2, "little") + len(value).to_bytes(2, "little") + value
+    edited = (
+        response[:opaque_len_at]
+        + (old_len + len(flag)).to_bytes(2, "little")
+        + response[opaque_len_at + 2 :]
+        + flag
+    )
+    return request + edited + signer.sign(request + edited)
+
+
+def _verify_edited(report: bytes, signer, spdm):
+    return verify_gpu_evidence(
+        report,
+        _pem(signer.chain),
+        expected_nonce=spdm.sample_nonce,
+        now=NOW,
+        trusted_roots=[signer.root],
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "claim"),
+    [(b"\x00", GpuModeClaim.SINGLE_GPU_CC), (b"\x01\x00\x00\x00", GpuModeClaim.MULTI_GPU_CC)],
+)
+def test_edited_sample_stating_a_cc_mode_verifies(
+    sample_report, spdm, fake_signer, value, claim
+) -> None:
+    verified = _verify_edited(
+        _with_feature_flag(sample_report, fake_signer, value), fake_signer, spdm
+    )
+    assert verified.cc_mode is claim
+    assert verified.driver_version == "550.90.07"
+    assert len(verified.blocks) == 64
+
+
+def test_edited_sample_stating_ppcie_is_refused(sample_report, spdm, fake_signer) -> None:
+    report = _with_feature_flag(sample_report, fake_signer, b"\x02")
+    with pytest.raises(PolicyViolation) as exc:
+        _verify_edited(report, fake_signer, spdm)
+    assert [f.field for f in exc.value.failures] == ["FEATURE_FLAG"]
+    assert exc.value.failures[0].seen.startswith("PPCIE")
+    assert "confidential computing off" in str(exc.value)
+
+
+def test_edited_sample_with_unknown_mode_is_parse_error(sample_report, spdm, fake_signer) -> None:
+    report = _with_feature_flag(sample_report, fake_signer, b"\x07")
+    with pytest.raises(ParseError, match="FEATURE_FLAG 7 is none of"):
+        _verify_edited(report, fake_signer, spdm)
+
+
+def test_feature_flag_added_without_resigning_is_signature_invalid(
+    sample_report, sample_chain_pem, spdm
+) -> None:
+    """Stating SPT into NVIDIA's genuine report breaks NVIDIA's signature: it is refused."""
+    edited = _with_feature_flag(sample_report, spdm.make_signer(), b"\x00")
+    forged = edited[:-96] + sample_report[-96:]
+    with pytest.raises(SignatureInvalid):
+        verify_gpu_evidence(
+            forged, sample_chain_pem, expected_nonce=spdm.sample_nonce, now=spdm.sample_now
+        )
+
+
+def test_ppcie_with_a_bad_signature_is_reported_as_forged(spdm, fake_signer) -> None:
+    """Authenticity first: a PPCIE report signed by another key is SignatureInvalid."""
+    other = spdm.make_signer()
+    report = spdm.signed_report(
+        other, NONCE, [spdm.block(1, b"\x07" * 48)], opaque=spdm.tlv(36, b"\x02")
+    )
+    with pytest.raises(SignatureInvalid):
+        verify_gpu_evidence(
+            report,
+            _pem(fake_signer.chain),
+            expected_nonce=NONCE,
+            now=NOW,
+            trusted_roots=[fake_signer.root],
+        )
