@@ -6,6 +6,13 @@ Computing" functions; https://docs.nvidia.com/deploy/nvml-api/), reached through
 ``pynvml`` / ``nvidia-ml-py`` binding, which is **not** a dependency: it is imported lazily, on
 first use, and its absence is a :class:`~attestation.errors.DeviceError` like any other failure.
 
+Before asking for evidence the source reads the system's confidential-computing state
+(``nvmlSystemGetConfComputeState``: ``ccFeature``, ``devToolsMode``) and refuses, with distinct
+``DeviceError`` messages, when CC is off or in devtools mode, as NVIDIA's local verifier checks
+it before attesting (nvtrust ``cc_admin.init_nvml``; it only logs devtools, we refuse). This is
+the provider's own fail-early check: NVML's answer is unsigned and comes from the host's
+driver, so a remote verifier never relies on it (see :mod:`attestation.nvidia.verify`).
+
 Contract: one seam, :class:`GpuEvidenceSource`. ``get_evidence(nonce=...)`` returns the raw
 attestation report (GET_MEASUREMENTS request || signed MEASUREMENTS response) and the PEM
 certificate chain, unparsed and unverified; feed them to
@@ -41,6 +48,21 @@ class GpuEvidenceSource(Protocol):
     def get_evidence(self, *, nonce: bytes) -> tuple[GpuEvidence, ...]:
         """Evidence from every GPU, each report over ``nonce``; raises DeviceError."""
         ...
+
+
+def _require_cc_on(state: Any) -> None:
+    """Refuse a system whose NVML CC state is not "on" (off, or devtools), one reason each."""
+    try:
+        cc_feature, devtools = int(state.ccFeature), int(state.devToolsMode)
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise DeviceError("NVML returned an unreadable confidential-computing state") from exc
+    if cc_feature == 0:
+        raise DeviceError("confidential computing is off on this system (NVML ccFeature 0)")
+    if devtools != 0:
+        raise DeviceError(
+            "confidential computing is in devtools mode (NVML devToolsMode "
+            f"{devtools}): profiling and debugging are open, refused"
+        )
 
 
 def _buffer(raw: Any, size: Any, what: str) -> bytes:
@@ -82,6 +104,8 @@ class NvmlEvidenceSource:
         try:
             nvml.nvmlInit()
             try:
+                call = "nvmlSystemGetConfComputeState"
+                _require_cc_on(nvml.nvmlSystemGetConfComputeState())
                 call = "nvmlDeviceGetCount"
                 count = int(nvml.nvmlDeviceGetCount())
                 evidence: list[GpuEvidence] = []

@@ -21,6 +21,9 @@ Contract:
   status is "disabled", 0x55, as nvtrust does).
 * :func:`validate_measurements` applies a :class:`RimPolicy` and raises one
   :class:`~attestation.errors.PolicyViolation` listing every failure.
+* For reference values (RIMs the requester chose, reduced to expected SPDM blocks) the
+  verifier uses :mod:`attestation.nvidia.reference` (``expected_from_rims``), which applies the
+  same index and NVDEC0 rules.
 
 **Not done: the RIMs' XMLDSig signatures are not verified** (that needs XML canonicalization
 1.1, which neither the standard library nor ``cryptography`` provides). A comparison therefore
@@ -40,7 +43,7 @@ from enum import StrEnum
 from xml.etree import ElementTree
 
 from attestation.errors import Failure, ParseError, PolicyViolation
-from attestation.nvidia.spdm import OpaqueFieldType
+from attestation.nvidia.opaque import Nvdec0Status
 from attestation.nvidia.verify import VerifiedGpuReport
 
 __all__ = [
@@ -286,7 +289,7 @@ def compare_measurements(
     report: VerifiedGpuReport, *, driver_rim: Rim, vbios_rim: Rim
 ) -> RimComparison:
     """Compare every active golden measurement of both RIMs with the verified report."""
-    nvdec0_disabled = report.opaque(OpaqueFieldType.NVDEC0_STATUS) == NVDEC0_DISABLED
+    nvdec0_disabled = report.opaque_data.nvdec0_status is Nvdec0Status.DISABLED
     results: list[MeasurementResult] = []
     for source, golden, conflict in _golden(driver_rim, vbios_rim):
         block = report.block(golden.index + 1)

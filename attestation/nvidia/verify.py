@@ -126,8 +126,8 @@ class VerifiedGpuReport:
         return next((b for b in self.blocks if b.index == index), None)
 
     def opaque(self, field_type: OpaqueFieldType) -> bytes | None:
-        """The value of the opaque field of this type, or None."""
-        return next((f.value for f in self.opaque_fields if f.field_type == field_type), None)
+        """The raw value of the opaque field of this type, or None."""
+        return self.opaque_data.get(field_type)
 
 
 def parse_cert_chain(pem: bytes) -> tuple[x509.Certificate, ...]:

@@ -20,8 +20,17 @@ class FakeNvmlError(Exception):
     pass
 
 
-def _fake_nvml(report: bytes, chain: bytes, *, fail_at: str | None = None, count: int = 1):
+def _fake_nvml(
+    report: bytes,
+    chain: bytes,
+    *,
+    fail_at: str | None = None,
+    count: int = 1,
+    cc_state: object | None = None,
+):
+    """A fake pynvml; by default the system is in CC mode (ccFeature 1, devToolsMode 0)."""
     calls: list[str] = []
+    state = cc_state or types.SimpleNamespace(environment=2, ccFeature=1, devToolsMode=0)
 
     def step(name: str) -> None:
         calls.append(name)
@@ -45,6 +54,7 @@ def _fake_nvml(report: bytes, chain: bytes, *, fail_at: str | None = None, count
         NVMLError=FakeNvmlError,
         nvmlInit=lambda: step("init"),
         nvmlShutdown=lambda: step("shutdown"),
+        nvmlSystemGetConfComputeState=lambda: step("cc_state") or state,
         nvmlDeviceGetCount=lambda: count,
         nvmlDeviceGetHandleByIndex=lambda i: step("handle") or i,
         nvmlDeviceGetConfComputeGpuAttestationReport=report_call,
@@ -67,12 +77,28 @@ def test_fake_nvml_yields_the_evidence(monkeypatch) -> None:
     assert calls[-1] == "shutdown"
 
 
-@pytest.mark.parametrize("fail_at", ["init", "handle", "report", "cert"])
+@pytest.mark.parametrize("fail_at", ["init", "cc_state", "handle", "report", "cert"])
 def test_nvml_failures_become_device_errors(monkeypatch, fail_at: str) -> None:
     module, calls = _fake_nvml(b"R", b"C", fail_at=fail_at)
     with pytest.raises(DeviceError, match=r"NVML call nvml.*failed: FakeNvmlError"):
         _install(monkeypatch, module).get_evidence(nonce=NONCE)
     assert fail_at == "init" or calls[-1] == "shutdown"
+
+
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"ccFeature": 0, "devToolsMode": 0}, r"confidential computing is off .*ccFeature 0"),
+        ({"ccFeature": 1, "devToolsMode": 1}, r"devtools mode \(NVML devToolsMode 1\)"),
+        ({"ccFeature": 1}, "unreadable confidential-computing state"),
+        ({"ccFeature": "on", "devToolsMode": 0}, "unreadable confidential-computing state"),
+    ],
+)
+def test_cc_off_or_devtools_is_refused_before_any_report(monkeypatch, state, message) -> None:
+    module, calls = _fake_nvml(b"R", b"C", cc_state=types.SimpleNamespace(**state))
+    with pytest.raises(DeviceError, match=message):
+        _install(monkeypatch, module).get_evidence(nonce=NONCE)
+    assert calls == ["init", "cc_state", "shutdown"]
 
 
 def test_binding_without_cc_calls_is_device_error(monkeypatch) -> None:

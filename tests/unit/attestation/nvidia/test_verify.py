@@ -22,7 +22,7 @@ from attestation.errors import (
     SignatureInvalid,
 )
 from attestation.nvidia.roots import DEVICE_IDENTITY_CA_SHA256, corim_signing_root_ca
-from attestation.nvidia.spdm import parse_gpu_report
+from attestation.nvidia.spdm import OpaqueFieldType, parse_gpu_report
 from attestation.nvidia.verify import (
     GpuModeClaim,
     parse_cert_chain,
@@ -64,6 +64,7 @@ def test_sample_verifies(sample_report: bytes, sample_chain_pem: bytes, spdm) ->
     # The sample's opaque data carries no FEATURE_FLAG: it states no mode (see test_opaque).
     assert verified.cc_mode is GpuModeClaim.NOT_STATED
     assert verified.opaque_data.feature_flag is None
+    assert verified.opaque(OpaqueFieldType.NVDEC0_STATUS) == b"\x55"
 
 
 def test_wrong_expected_nonce_is_binding_mismatch(sample_report, sample_chain_pem, spdm) -> None:
