@@ -3,7 +3,9 @@
 Spec: DMTF DSP0274 (SPDM) 1.1 §10.11 leaves ``OpaqueData`` (at most 1024 bytes) to the vendor.
 NVIDIA fills it with TLVs ``type (u16 LE) | length (u16 LE) | value``; the type ids and value
 encodings below are those of NVIDIA/nvtrust (``local_gpu_verifier`` ``OpaqueData``, the newer
-``nv_attestation`` C++ SDK, ids up to 36) as read there, not copied:
+``nv_attestation`` C++ SDK, ids up to 36) and of Confidential Containers trustee's NVIDIA
+verifier (``deps/verifier/src/nvidia/spdm_response.rs``: NVDEC0 and FEATURE_FLAG values), as
+read there, not copied:
 
 ====  ====================  ===========================================================
   id  name                  value as decoded here
@@ -95,7 +97,7 @@ class OpaqueFieldType(IntEnum):
 
 
 class FeatureFlag(IntEnum):
-    """TLV 36: the mode a CC-capable GPU runs in (nvtrust / go-nvattest-tools values)."""
+    """TLV 36: the topology a CC-capable GPU runs in (values as trustee's NVIDIA verifier reads)."""
 
     SPT = 0  # single-GPU passthrough: CC with one GPU per confidential VM
     MPT = 1  # multi-GPU passthrough: CC with several GPUs (NVLink encrypted)
