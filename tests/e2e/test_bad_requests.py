@@ -57,7 +57,7 @@ async def _feedback_for(
     ids = [r.id for r in requests]
     async with RelayPool([url]) as pool:
         sub = await pool.subscribe([Filter(kinds=(FEEDBACK_KIND,), tags=(Filter.tag("e", ids),))])
-        await sub.wait_eose(timeout_s=5)
+        assert await sub.wait_eose(timeout_s=5)
         for request in requests:
             await pool.publish(request)
         found: dict[str, JobFeedback] = {}

@@ -128,7 +128,7 @@ def test_forged_and_replayed_inputs_are_ignored_by_the_container(
                     )
                 ]
             )
-            await outs.wait_eose(timeout_s=5)
+            assert await outs.wait_eose(timeout_s=5)  # live before the attacks are sent
             now = int(time.time())
             [third] = build_input(
                 stranger.public_key, container, job, _tensor(values["third"]), created_at=now

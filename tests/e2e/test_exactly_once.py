@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.relay, pytest.mark.slow]
 async def _all_feedback(urls: list[str], job: str) -> list[JobFeedback]:
     async with RelayPool(urls) as pool:
         sub = await pool.subscribe([Filter(kinds=(FEEDBACK_KIND,), tags=(Filter.tag("e", [job]),))])
-        await sub.wait_eose(timeout_s=10)
+        assert await sub.wait_eose(timeout_s=10)
         found = []
         while (event := sub.get_nowait()) is not None:
             found.append(parse_job_feedback(event))

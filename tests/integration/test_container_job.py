@@ -217,7 +217,7 @@ class Requester:
         self.wraps = await self.pool.subscribe(
             [Filter(kinds=(1059, 21059), tags=(Filter.tag("p", [me]),))]
         )
-        await self.wraps.wait_eose(timeout_s=5)
+        assert await self.wraps.wait_eose(timeout_s=5)
 
     async def attestation(self, timeout_s: float = 20) -> PublicKey:
         sub = await self.pool.subscribe(

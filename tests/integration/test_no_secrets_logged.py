@@ -42,7 +42,7 @@ async def test_plaintext_and_keys_never_logged(
         sub = await pool.subscribe(
             [Filter(kinds=(nip59.GIFT_WRAP_KIND,), tags=(Filter.tag("p", [bob.public_key.hex()]),))]
         )
-        await sub.wait_eose(timeout_s=10)
+        assert await sub.wait_eose(timeout_s=10)
         for _, wrap in wraps:
             await pool.publish(wrap)
         async with asyncio.timeout(10):
