@@ -1,15 +1,14 @@
 """The requester's job state machine: events in, actions out (DESIGN §3.2-§3.9).
 
-Contract: **pure**. No I/O, no clock, no randomness: ``now``, the request's ``nonce`` and
-``aux_rand`` and the relays' chunk budget arrive in the events (:mod:`dvm.client.events`), and
-what must happen -- subscribe, publish, verify, send, report, time, return, raise -- leaves as
-actions that the asyncio shell (:mod:`dvm.client.session`) performs in order. The only
-computation on secrets is pure: signing the request with U, opening C's gift wraps with S
-(:class:`~dvm.client.reader.ChannelReader`) and decrypting the result with U or S; the keys
-belong to the shell, which wipes them. :meth:`RequesterMachine.handle` never raises: misuse
-(sending before verification, after the end) comes back as :class:`Fail` with a
-:class:`~dvm.client.errors.ClientError`, and an event that makes no sense in the current state
-is ignored (a relay, a stranger or a late timer cannot crash the job).
+Contract: **pure**. No I/O, clock or randomness: ``now``, the request's ``nonce`` and
+``aux_rand`` and the relays' chunk budget come in the events (:mod:`dvm.client.events`); what
+must happen -- subscribe, publish, verify, send, report, time, return, raise -- leaves as actions
+that the asyncio shell (:mod:`dvm.client.session`) performs in order. Secrets are only used
+purely (signing the request with U; C's wraps and the result are opened by the
+:class:`~dvm.client.record.JobRecord`); the keys are the shell's, which wipes them.
+:meth:`RequesterMachine.handle` never raises: misuse comes back as :class:`Fail` with a
+:class:`~dvm.client.errors.ClientError`, and an event that makes no sense in the current state is
+ignored (a relay, a stranger or a late timer cannot crash the job).
 
 States (docs/client.md draws the diagram)::
 
@@ -22,15 +21,12 @@ States (docs/client.md draws the diagram)::
     READY --AwaitOutcome--> FINISHING --P's final feedback--> AWAITING_RESULT --result--> DONE
     a wait --timer, P's error, C's channel error, subscription gone--> Fail (FAILED or READY)
 
-What counts and what is ignored (impostor feedback and attestations, strangers' wraps, bad
-results) is :class:`~dvm.client.record.JobRecord`'s bookkeeping; the machine reads it.
-
-Guarantees the tests check (``tests/unit/dvm/client/test_machine.py``, with hypothesis):
-:class:`SendRumors` is never emitted before :class:`VerificationPassed`; a milestone
-(:class:`Ready`, :class:`Answered`, :class:`Finished`, :class:`Fail`) is the last action of its
-list; every wait has a timer; P's ``error`` feedback or C's channel error is sticky (every later
-wait fails with :class:`~dvm.client.errors.JobFailed`), except the final wait, which reports it
-in the outcome; at most one outcome with ``Step.DESTROYED`` is reported.
+What counts and what is ignored is the :class:`~dvm.client.record.JobRecord`'s bookkeeping.
+Guarantees (checked with hypothesis in ``tests/unit/dvm/client/test_machine.py``): no
+:class:`SendRumors` before :class:`VerificationPassed`; a milestone (:class:`Ready`,
+:class:`Answered`, :class:`Finished`, :class:`Fail`) ends its list; every wait has a timer; P's
+``error`` or C's channel error is sticky (every later wait fails with
+:class:`~dvm.client.errors.JobFailed`) except the final wait, which reports it in the outcome.
 """
 
 from __future__ import annotations
