@@ -13,7 +13,10 @@ Contract: :meth:`ChainCache.verify_chain` has the signature and the result of
 :meth:`ChainCache.certificate` that of :func:`~attestation.snp.vek.load_certificate` (parsing a
 certificate costs about as much as checking a report signature). The cache holds public
 certificates and fingerprints only; it is bounded (oldest entry evicted first) and not
-thread-safe (one per event loop or per thread).
+thread-safe (one per event loop or per thread). Revocation is not cached here: a chain found
+here is still checked against AMD's CRL on every verification that asks for it
+(:func:`attestation.snp.crl.check_revocation`; the CRL itself is kept by
+:func:`attestation.snp.kds.cached` until its nextUpdate).
 """
 
 from __future__ import annotations

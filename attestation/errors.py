@@ -8,7 +8,10 @@ wanted; evidence is public, so values may be printed, but never key material of 
     ├── ParseError            bytes/JSON that are not the structure they claim (abi layer)
     ├── VerificationError     cryptographic authenticity failed (verify layer)
     │   ├── ChainError        a certificate chain does not lead to a pinned root, or is
-    │   │                     expired / not yet valid at the injected ``now``
+    │   │   │                 expired / not yet valid at the injected ``now``
+    │   │   └── CrlInvalid    an AMD CRL not signed by the ARK, not issued by it, or not
+    │   │                     current at ``now`` (thisUpdate..nextUpdate)
+    │   ├── Revoked           the ASK/ASVK or VEK serial is listed on the ARK's CRL
     │   ├── SignatureInvalid  the evidence signature does not verify under its key
     │   ├── ExtensionMismatch a VEK/device-certificate extension disagrees with the report
     │   ├── BindingMismatch   REPORT_DATA / GPU nonce / HOST_DATA not what the claims imply
@@ -18,6 +21,8 @@ wanted; evidence is public, so values may be printed, but never key material of 
     │                         (defined in attestation/verification.py, beside its collector)
     ├── DeviceError           getting evidence from a device/endpoint failed (get layer)
     └── FetchError            fetching certificates (AMD KDS, NVIDIA) failed
+        └── CrlUnavailable    no AMD CRL could be had (fetch failed, none given) while the
+                              caller required one (docs/attestation-snp.md "Revocation")
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ __all__ = [
     "AttestationError",
     "BindingMismatch",
     "ChainError",
+    "CrlInvalid",
+    "CrlUnavailable",
     "DeviceError",
     "ExtensionMismatch",
     "Failure",
     "FetchError",
     "ParseError",
     "PolicyViolation",
+    "Revoked",
     "SignatureInvalid",
     "UntrustedRoot",
     "VerificationError",
@@ -55,6 +63,15 @@ class VerificationError(AttestationError):
 
 class ChainError(VerificationError):
     """A certificate chain that does not lead to a pinned root or is not valid at ``now``."""
+
+
+class CrlInvalid(ChainError):  # noqa: N818 - reads as the condition it reports
+    """An AMD CRL that is not the ARK's (issuer, signature) or is not current at ``now``."""
+
+
+class Revoked(VerificationError):  # noqa: N818 - reads as the condition it reports
+    """A certificate of the chain is listed on the ARK's CRL; the message names its serial,
+    the revocation date and the CRL it was found on."""
 
 
 class SignatureInvalid(VerificationError):  # noqa: N818 - reads as the condition it reports
@@ -99,3 +116,16 @@ class DeviceError(AttestationError):
 
 class FetchError(AttestationError):
     """Fetching certificates (AMD KDS, NVIDIA services) failed or returned garbage."""
+
+
+class CrlUnavailable(FetchError):  # noqa: N818 - reads as the condition it reports
+    """No AMD CRL could be obtained (the fetch failed, or no fetcher and no CRL file) while the
+    caller required one. ``url`` is the CRL that was wanted; ``reason`` says why it is missing."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(
+            f"AMD CRL unavailable: {url}: {reason}; revocation cannot be checked "
+            "(give the CRL as a file, or accept this explicitly: crl mode accept-unavailable)"
+        )

@@ -4,12 +4,15 @@ Spec: AMD 57230 "VCEK Certificate and KDS Interface Specification", section "KDS
 ``GET https://kdsintf.amd.com/vcek/v1/{product}/{hwid}?blSPL=..&teeSPL=..&snpSPL=..&ucodeSPL=..``
 (DER VCEK; hwid = CHIP_ID as lower-case hex, 64 bytes; Turin: the first 8 bytes and an extra
 ``fmcSPL``), ``GET https://kdsintf.amd.com/{vcek,vlek}/v1/{product}/cert_chain`` (PEM: ASK or
-ASVK, then ARK). VLEKs are not served by KDS: the host hands them to the guest.
+ASVK, then ARK), ``GET https://kdsintf.amd.com/{vcek,vlek}/v1/{product}/crl`` (DER X.509 CRL
+signed by the ARK; the URL is the CRL distribution point of AMD's ASK/ASVK certificates).
+VLEKs are not served by KDS: the host hands them to the guest.
 
 Contract: URL building is pure. The one network call is a :class:`Fetcher` the caller injects
 (:func:`fetch_https` is the real one, :func:`cached` wraps any fetcher in a cache directory
-keyed by the SHA-256 of the URL). Tests plug in a fake fetcher that serves vector files.
-Fetch failures raise :class:`~attestation.errors.FetchError`.
+keyed by the SHA-256 of the URL; a cached CRL is served only until its nextUpdate). Tests
+plug in a fake fetcher that serves vector files. Fetch failures raise
+:class:`~attestation.errors.FetchError`.
 """
 
 from __future__ import annotations
@@ -17,16 +20,31 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
+
+from cryptography import x509
 
 from attestation.errors import FetchError
 
 from .abi import Product, SigningKey, TcbVersion
 
-__all__ = ["KDS_BASE_URL", "Fetcher", "cached", "cert_chain_url", "fetch_https", "vcek_url"]
+__all__ = [
+    "DEFAULT_CACHE_DIR",
+    "KDS_BASE_URL",
+    "Fetcher",
+    "cached",
+    "cert_chain_url",
+    "crl_url",
+    "fetch_https",
+    "vcek_url",
+]
 
 KDS_BASE_URL = "https://kdsintf.amd.com"
+#: Where callers keep the KDS cache unless told otherwise (expand ``~`` before use).
+DEFAULT_CACHE_DIR = Path("~/.cache/cdvm/kds")
 _MAX_RESPONSE_BYTES = 64 * 1024
 
 
@@ -61,6 +79,13 @@ def cert_chain_url(product: Product, signer: SigningKey = SigningKey.VCEK) -> st
     return f"{KDS_BASE_URL}/{signer.value.lower()}/v1/{product.value}/cert_chain"
 
 
+def crl_url(product: Product, signer: SigningKey = SigningKey.VCEK) -> str:
+    """The KDS URL of the ARK-signed CRL for the VCEK chain (ASK) or the VLEK chain (ASVK)."""
+    if signer == SigningKey.NONE:
+        raise FetchError("an unsigned report has no certificate chain to revoke")
+    return f"{KDS_BASE_URL}/{signer.value.lower()}/v1/{product.value}/crl"
+
+
 def fetch_https(url: str, *, timeout_s: float = 10.0) -> bytes:
     """The real fetcher: one HTTPS GET to AMD's KDS (and nowhere else)."""
     if not url.startswith(KDS_BASE_URL + "/"):
@@ -76,21 +101,44 @@ def fetch_https(url: str, *, timeout_s: float = 10.0) -> bytes:
     return body
 
 
-def cached(fetch: Fetcher, cache_dir: Path) -> Fetcher:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _crl_current(body: bytes, now: datetime) -> bool:
+    """Whether a stored CRL may still be served: it parses and ``now`` is before nextUpdate.
+
+    Only timing is read here; the signature is checked by :mod:`attestation.snp.crl` on every
+    use, so a forged file in the cache is refused there, not trusted here.
+    """
+    try:
+        next_update = x509.load_der_x509_crl(body).next_update_utc
+    except ValueError:
+        return False
+    return next_update is not None and now <= next_update
+
+
+def cached(fetch: Fetcher, cache_dir: Path, *, clock: Callable[[], datetime] = _utc_now) -> Fetcher:
     """Wrap ``fetch``: answers are stored as ``cache_dir/<sha256(url)>``, written atomically.
 
-    VCEKs are immutable per (chip, TCB) and the chains change only with AMD's roots, so no
-    expiry is kept; delete the directory to refresh. Only successful fetches are stored.
+    VCEKs are immutable per (chip, TCB) and the chains change only with AMD's roots, so they
+    never expire; delete the directory to refresh. A CRL (a URL ending in ``/crl``) is served
+    from the cache only while ``clock()`` is not past its nextUpdate; after that, or when the
+    stored bytes are not a DER CRL, it is fetched again and replaced. Only successful fetches
+    are stored.
     """
 
     def fetch_cached(url: str) -> bytes:
         path = cache_dir / hashlib.sha256(url.encode()).hexdigest()
         try:
-            return path.read_bytes()
+            body = path.read_bytes()
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise FetchError(f"KDS cache unreadable at {path}: {exc}") from None
+        else:
+            if not url.endswith("/crl") or _crl_current(body, clock()):
+                return body
         body = fetch(url)
         try:
             cache_dir.mkdir(parents=True, exist_ok=True)

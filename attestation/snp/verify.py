@@ -14,11 +14,15 @@ Contract: :func:`verify_report` returns a :class:`VerifiedReport` or raises the 
 - :class:`~attestation.errors.SignatureInvalid` the report signature does not verify under the
   VEK, or the report says it is unsigned;
 - :class:`~attestation.errors.ExtensionMismatch` the VEK's SPLs, hwID, productName or type
-  disagree with the report.
+  disagree with the report;
+- :class:`~attestation.errors.Revoked`, :class:`~attestation.errors.CrlInvalid`,
+  :class:`~attestation.errors.CrlUnavailable` the revocation check the caller asked for
+  (``crl=``, :mod:`attestation.snp.crl`; off by default, and the result says so).
 
 Malformed bytes raise :class:`~attestation.errors.ParseError`; a missing VEK that cannot be
 fetched raises :class:`~attestation.errors.FetchError`. Nothing here reads a clock, a file
-outside the package or the network: ``now``, ``trusted_arks`` and ``fetch`` are parameters.
+outside the package or the network: ``now``, ``trusted_arks``, ``fetch`` and ``crl`` are
+parameters.
 Policy (debug, TCB floors, measurement) is :mod:`attestation.snp.validate`'s job.
 """
 
@@ -45,6 +49,7 @@ from attestation.errors import (
 )
 
 from .abi import SIGNED_SIZE_BYTES, Product, Report, SigningKey, parse_report
+from .crl import CRL_OFF, NOT_CHECKED, CrlPolicy, CrlResult, check_revocation
 from .kds import vcek_url
 from .trust import DEFAULT_TRUSTED_ARKS, bundled_chain
 from .vek import VekExtensions, load_certificate, load_certificates, parse_vek_extensions
@@ -63,7 +68,8 @@ _VEK_CN = {SigningKey.VCEK: "SEV-VCEK", SigningKey.VLEK: "SEV-VLEK"}
 
 @dataclass(frozen=True, slots=True)
 class VerifiedReport:
-    """A report whose chain, signature and VEK extensions verified at ``verified_at``."""
+    """A report whose chain, signature and VEK extensions verified at ``verified_at``;
+    ``revocation`` says whether the chain was checked against AMD's CRL."""
 
     report: Report
     product: Product
@@ -71,6 +77,7 @@ class VerifiedReport:
     vek: VekExtensions
     ark_sha256: str
     verified_at: datetime
+    revocation: CrlResult = NOT_CHECKED
 
     @property
     def csp_id(self) -> str | None:
@@ -202,13 +209,15 @@ def verify_report(
     product: Product | None = None,
     trusted_arks: Mapping[Product, frozenset[str]] = DEFAULT_TRUSTED_ARKS,
     fetch: Callable[[str], bytes] | None = None,
+    crl: CrlPolicy = CRL_OFF,
 ) -> VerifiedReport:
     """Parse and verify one 1184-byte report.
 
     ``vek``: the VCEK/VLEK (DER or one PEM). When None, the VCEK is fetched from AMD KDS with
     ``fetch`` (see :mod:`attestation.snp.kds`; wrap it in a cache). ``chain``: ASK/ASVK then ARK
     (a PEM bundle or a pair); None uses the bundled AMD chain for the product. ``product``: a
-    hint for v2 reports (v3+ carry CPUID); otherwise the VEK issuer decides.
+    hint for v2 reports (v3+ carry CPUID); otherwise the VEK issuer decides. ``crl``: the
+    revocation check (:class:`~attestation.snp.crl.CrlPolicy`; default off).
     """
     report = parse_report(report_bytes, product=product)
     signer = report.key_info.signing_key
@@ -234,6 +243,9 @@ def verify_report(
     fingerprint = verify_chain(
         vek_cert, ask, ark, product=resolved, now=now, trusted_arks=trusted_arks
     )
+    revocation = check_revocation(
+        vek_cert, ask, ark, product=resolved, signer=signer, now=now, policy=crl
+    )
     verify_report_signature(report_bytes, report, vek_cert)
     ext = parse_vek_extensions(vek_cert)
     check_vek_extensions(report, ext, product=resolved, signer=signer)
@@ -244,4 +256,5 @@ def verify_report(
         vek=ext,
         ark_sha256=fingerprint,
         verified_at=now,
+        revocation=revocation,
     )

@@ -43,6 +43,8 @@ from attestation import (
 )
 from attestation.simulated import measure_runtime
 from attestation.snp.abi import REPORT_SIZE_BYTES, Product, Report, parse_report
+from attestation.snp.crl import CrlMode, CrlPolicy
+from attestation.snp.kds import DEFAULT_CACHE_DIR, cached, fetch_https
 from attestation.snp.validate import DEFAULT_POLICY, Policy, load_policy, warnings
 from dvm.cdvm.kind7100 import parse_attestation
 from dvm.nostr.errors import NostrError
@@ -152,7 +154,9 @@ def _verify(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         except ValueError:
             raise ParseError("--measurement must be hex") from None
         policy = Policy(**{**_policy_kwargs(policy), "measurements": pins})
-    trust = Trust(simulated_roots=tuple(Path(p).read_bytes() for p in args.trust_simulated))
+    trust = Trust(
+        simulated_roots=tuple(Path(p).read_bytes() for p in args.trust_simulated), crl=_crl(args)
+    )
     product = None if args.product is None else _PRODUCTS[args.product]
     parsed = read_input(Path(args.input).read_bytes())
     certs = [Path(p).read_bytes() for p in args.cert]
@@ -173,9 +177,10 @@ def _verify(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
     notes: list[str] = []
     try:
         if bundle is None:
-            verify_snp_item(item, policy, now=now, trust=trust)
+            verified = verify_snp_item(item, policy, now=now, trust=trust)
             notes = [w for w in warnings(policy) if not w.startswith("REPORT_DATA")]
             notes.append("REPORT_DATA is not bound to anything: a raw report names no job or key")
+            notes += [verified.revocation.note] if verified.revocation.note else []
         else:
             expected = Expected(
                 job=_hex_arg(args.job),
@@ -194,6 +199,15 @@ def _verify(args: argparse.Namespace) -> tuple[dict[str, Any], int]:
         out.setdefault("claims", bundle.claims)
     out |= {"verified": not failures, "failures": failures, "warnings": notes}
     return out, EXIT_FAILED if failures else EXIT_OK
+
+
+def _crl(args: argparse.Namespace) -> CrlPolicy:
+    """--crl FILE / --crl-fetch require a current AMD CRL; without either, none is checked."""
+    if not (args.crl or args.crl_fetch):
+        return CrlPolicy(CrlMode.OFF)
+    mode = CrlMode.ACCEPT_UNAVAILABLE if args.crl_accept_unavailable else CrlMode.REQUIRE
+    fetch = cached(fetch_https, DEFAULT_CACHE_DIR.expanduser()) if args.crl_fetch else None
+    return CrlPolicy(mode, fetch, tuple(Path(p).read_bytes() for p in args.crl))
 
 
 def _policy_kwargs(policy: Policy) -> dict[str, Any]:
@@ -294,6 +308,15 @@ def register(subparsers: Any) -> None:
         help="trust this simulated ARK (simulated evidence is refused otherwise)",
     )
     verify.add_argument("--product", choices=sorted(_PRODUCTS), help="product of a v2 report")
+    verify.add_argument(
+        "--crl", action="append", default=[], metavar="FILE", help="AMD CRL (DER/PEM) to require"
+    )
+    verify.add_argument("--crl-fetch", action="store_true", help="fetch AMD's CRL from KDS")
+    verify.add_argument(
+        "--crl-accept-unavailable",
+        action="store_true",
+        help="with --crl-fetch: a CRL that cannot be fetched is reported, not fatal",
+    )
     verify.add_argument(
         "--measurement", action="append", default=[], help="pin the MEASUREMENT (hex, repeatable)"
     )

@@ -1,8 +1,10 @@
 """Shared fixtures: the vector directory and a fake AMD signer (test-only, named as such).
 
 The fake signer mints an AMD-shaped chain (RSA-PSS ARK and ASK, P-384 VEK carrying the AMD
-extensions) so every verify branch can be reached with the real code path; the real vectors in
-``tests/vectors/snp`` prove the code agrees with AMD.
+extensions) and the ARK's CRL, so every verify and revocation branch can be reached with the
+real code path; the real vectors in ``tests/vectors/snp`` prove the code agrees with AMD. The
+minted ARK, ASK and VEK carry distinct serials (:data:`ARK_SERIAL`, :data:`ASK_SERIAL`,
+:data:`VEK_SERIAL`) so a CRL entry names exactly one of them.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import pytest
 from cryptography import x509
@@ -35,6 +37,7 @@ from attestation.snp.abi import (
 )
 
 PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48)
+ARK_SERIAL, ASK_SERIAL, VEK_SERIAL = 0x10000, 0x10001, 0x2A
 
 
 def _name(cn: str) -> x509.Name:
@@ -80,10 +83,18 @@ class FakeAmd:
         self.not_before = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
         self.not_after = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
         self.ark = self.cert(
-            f"ARK-{product}", f"ARK-{product}", self.ark_key.public_key(), self.ark_key
+            f"ARK-{product}",
+            f"ARK-{product}",
+            self.ark_key.public_key(),
+            self.ark_key,
+            serial=ARK_SERIAL,
         )
         self.ask = self.cert(
-            f"SEV-{product}", f"ARK-{product}", self.ask_key.public_key(), self.ark_key
+            f"SEV-{product}",
+            f"ARK-{product}",
+            self.ask_key.public_key(),
+            self.ark_key,
+            serial=ASK_SERIAL,
         )
 
     def cert(
@@ -97,13 +108,14 @@ class FakeAmd:
         not_before: dt.datetime | None = None,
         not_after: dt.datetime | None = None,
         pss: bool = True,
+        serial: int = 1,
     ) -> x509.Certificate:
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(subject))
             .issuer_name(_name(issuer))
             .public_key(public_key)
-            .serial_number(1)
+            .serial_number(serial)
             .not_valid_before(not_before or self.not_before)
             .not_valid_after(not_after or self.not_after)
         )
@@ -139,8 +151,50 @@ class FakeAmd:
         )
         cn = "SEV-VCEK" if signer == SigningKey.VCEK else "SEV-VLEK"
         return self.cert(
-            cn, f"SEV-{self.product}", self.vek_key.public_key(), self.ask_key, extensions=exts
+            cn,
+            f"SEV-{self.product}",
+            self.vek_key.public_key(),
+            self.ask_key,
+            extensions=exts,
+            serial=VEK_SERIAL,
         )
+
+    def crl(
+        self,
+        revoked: Iterable[int | x509.RevokedCertificate] = (),
+        *,
+        issuer: str | None = None,
+        signing_key: rsa.RSAPrivateKey | None = None,
+        this_update: dt.datetime | None = None,
+        next_update: dt.datetime | None = None,
+        extensions: Iterable[tuple[x509.ExtensionType, bool]] = (),
+        pss: bool = True,
+    ) -> bytes:
+        """A CRL (DER) as AMD's KDS serves it: issued and PSS-signed by this ARK, listing the
+        ``revoked`` serials (revoked 2024-06-01); every part can be overridden to break it."""
+        this_update = this_update or dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+        builder = (
+            x509.CertificateRevocationListBuilder()
+            .issuer_name(_name(issuer or f"ARK-{self.product}"))
+            .last_update(this_update)
+            .next_update(next_update or this_update + dt.timedelta(days=7))
+        )
+        for item in revoked:
+            entry = (
+                x509.RevokedCertificateBuilder()
+                .serial_number(item)
+                .revocation_date(dt.datetime(2024, 6, 1, tzinfo=dt.UTC))
+                .build()
+                if isinstance(item, int)
+                else item
+            )
+            builder = builder.add_revoked_certificate(entry)
+        for ext, critical in extensions:
+            builder = builder.add_extension(ext, critical=critical)
+        crl = builder.sign(
+            signing_key or self.ark_key, hashes.SHA384(), rsa_padding=PSS if pss else None
+        )
+        return crl.public_bytes(serialization.Encoding.DER)
 
     def sign(self, report: Report) -> bytes:
         unsigned = serialize_report(dataclasses.replace(report, signature=Signature(0, 0)))

@@ -7,13 +7,14 @@ import hashlib
 import os
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from attestation.errors import FetchError
 from attestation.snp.abi import Product, SigningKey, TcbVersion, parse_report
-from attestation.snp.kds import cached, cert_chain_url, fetch_https, vcek_url
+from attestation.snp.kds import cached, cert_chain_url, crl_url, fetch_https, vcek_url
 from attestation.snp.vek import load_certificates
 from attestation.snp.verify import verify_report
 
@@ -55,6 +56,13 @@ def test_cert_chain_urls() -> None:
     )
     with pytest.raises(FetchError, match="unsigned"):
         cert_chain_url(Product.GENOA, SigningKey.NONE)
+
+
+def test_crl_urls() -> None:
+    assert crl_url(Product.MILAN) == "https://kdsintf.amd.com/vcek/v1/Milan/crl"
+    assert crl_url(Product.GENOA, SigningKey.VLEK) == "https://kdsintf.amd.com/vlek/v1/Genoa/crl"
+    with pytest.raises(FetchError, match="unsigned"):
+        crl_url(Product.TURIN, SigningKey.NONE)
 
 
 def test_fetch_https_only_talks_to_kds() -> None:
@@ -120,6 +128,31 @@ def test_cache_errors_are_fetch_errors(tmp_path: Path) -> None:
     (cache / f"{name}.tmp{os.getpid()}").mkdir(parents=True)  # the temporary file cannot be made
     with pytest.raises(FetchError, match="not writable"):
         cached(lambda url: b"body", cache)(url)
+
+
+def test_a_cached_crl_is_refetched_when_stale_or_unreadable(fake_amd: Any, tmp_path: Path) -> None:
+    url = crl_url(Product.MILAN)
+    log: list[str] = []
+    fresh: bytes = fake_amd.crl(next_update=dt.datetime(2999, 1, 1, tzinfo=dt.UTC))
+
+    def fetch(url: str) -> bytes:
+        log.append(url)
+        return fresh
+
+    (tmp_path / hashlib.sha256(url.encode()).hexdigest()).write_bytes(b"<html>not a CRL")
+    fetcher = cached(fetch, tmp_path)  # the real clock: nextUpdate in 2999 is not reached
+    assert fetcher(url) == fresh
+    assert fetcher(url) == fresh
+    assert log == [url]  # the garbage was replaced once, then the CRL came from disk
+    old = fake_amd.crl()  # nextUpdate 2025-01-08
+    (tmp_path / hashlib.sha256(url.encode()).hexdigest()).write_bytes(old)
+    assert fetcher(url) == fresh
+    assert log == [url, url]
+    # a VCEK or a chain is never considered stale, whatever the clock says
+    chain_url = cert_chain_url(Product.MILAN)
+    (tmp_path / hashlib.sha256(chain_url.encode()).hexdigest()).write_bytes(b"chain")
+    later = cached(fetch, tmp_path, clock=lambda: dt.datetime(9999, 1, 1, tzinfo=dt.UTC))
+    assert later(chain_url) == b"chain"
 
 
 class FakeResponse:
