@@ -47,6 +47,7 @@ from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import build_job_request, parse_job_request
 from dvm.relay import BackoffPolicy, RelayPool
 from tests.integration.conftest import RelayProcess
+from tests.waiting import wait_for
 
 IMAGE = "registry.example/cdvm/job@sha256:" + "ab" * 32
 OTHER_IMAGE = "registry.example/cdvm/job@sha256:" + "cd" * 32
@@ -352,7 +353,23 @@ async def test_source_yields_the_verified_container_and_ignores_impostors(
         source = RelayStatusSource(pool, image=IMAGE, trust=trust_of(simulated_chain))
         lines = source.status_lines(launch)
         first = asyncio.ensure_future(anext(lines))
-        await asyncio.sleep(0.5)  # the impostors arrive first and are ignored
+
+        def ignored_ids() -> set[str]:
+            return {
+                impostor.id
+                for impostor in impostors
+                for record in caplog.records
+                if "ignoring kind-7100" in record.getMessage()
+                and impostor.id in record.getMessage()
+            }
+
+        # The impostors arrive first and are each examined and ignored; only then is the absence
+        # of a status line meaningful.
+        await wait_for(
+            lambda: len(ignored_ids()) == len(impostors),
+            timeout_s=20,
+            what="the node ignores every impostor",
+        )
         assert not first.done()
         await _publish(relay, valid)  # published while the node watches
         line = await asyncio.wait_for(first, timeout=20)
@@ -388,14 +405,34 @@ async def test_source_gives_up_after_too_many_failed_verifications(
 @pytest.mark.relay
 @pytest.mark.asyncio
 async def test_source_with_the_default_trust_never_names_a_simulated_container(
-    relay: RelayProcess, simulated_chain: SimulatedChain
+    relay: RelayProcess, simulated_chain: SimulatedChain, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Production trust (pinned AMD roots only): even a perfect simulated attestation is ignored."""
     launch = _launch(nonce=secrets.token_bytes(32))
-    await _publish(relay, craft(SecretKey.generate(secrets.token_bytes), launch, simulated_chain))
+    event = craft(SecretKey.generate(secrets.token_bytes), launch, simulated_chain)
+    await _publish(relay, event)
+    caplog.set_level(logging.WARNING, logger="dvm.node.kubernetes.relay_status")
     async with RelayPool([relay.url], secret_key=PROVIDER, backoff=FAST) as pool:
         source = RelayStatusSource(pool, image=IMAGE)
         lines = source.status_lines(launch)
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(anext(lines), timeout=2)
+        first = asyncio.ensure_future(anext(lines))
+        # The positive fact first: the node examined this very event and refused its root ...
+        refusal = await wait_for(
+            lambda: next(
+                (
+                    r.getMessage()
+                    for r in caplog.records
+                    if "ignoring kind-7100" in r.getMessage() and event.id in r.getMessage()
+                ),
+                None,
+            ),
+            timeout_s=20,
+            what="the node ignores the simulated attestation",
+        )
+        assert "UntrustedRoot" in refusal
+        # ... and only then the absence: no container was named for it.
+        assert not first.done()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
         await lines.aclose()
