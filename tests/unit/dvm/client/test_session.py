@@ -6,7 +6,6 @@ check the client refuses with that reason and sends nothing to the container.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import secrets
@@ -34,6 +33,7 @@ from dvm.nostr.nip59 import GIFT_WRAP_KIND
 from dvm.nostr.nip90 import FeedbackStatus
 from dvm.relay import RelayPool
 from tests.integration.conftest import RelayProcess
+from tests.waiting import wait_for
 
 from .fake_provider import FakeProvider, Tamper
 
@@ -47,11 +47,11 @@ async def _only_the_probe_reaches(provider: FakeProvider, timeout_s: float = 10.
     would have arrived before the probe: the absence is asserted after a positive fact.
     """
     probe = await provider.probe(provider.containers[0])
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while probe not in provider.wrap_ids:
-        assert loop.time() < deadline, "the probe never reached the container"
-        await asyncio.sleep(0.01)  # polling a positive fact, bounded by the deadline
+    await wait_for(
+        lambda: probe in provider.wrap_ids,
+        timeout_s=timeout_s,
+        what="the probe wrap reaching the container",
+    )
     assert provider.wrap_ids == [probe]
     assert provider.wraps_received == 1
 
