@@ -158,6 +158,7 @@ def _load_one(data: bytes, pem: bool) -> x509.CertificateRevocationList:
             TypeError,
             UserWarning,
             x509.InvalidVersion,
+            x509.UnsupportedGeneralNameType,
             x509.DuplicateExtension,
             UnsupportedAlgorithm,
         ) as exc:

@@ -113,7 +113,7 @@ def _crl_current(body: bytes, now: datetime) -> bool:
     """
     try:
         next_update = x509.load_der_x509_crl(body).next_update_utc
-    except ValueError:
+    except (ValueError, x509.InvalidVersion):
         return False
     return next_update is not None and now <= next_update
 

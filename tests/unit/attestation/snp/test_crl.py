@@ -120,10 +120,9 @@ def test_parse_der_pem_and_pem_bundles(fake_amd: Any) -> None:
         parse_crls("not bytes")  # type: ignore[arg-type]
     with pytest.raises(ParseError, match=r"not an X.509 CRL \(5 bytes\)"):
         parse_crl(b"hello")
+    # tbsCertList version 1 (v2) -> 0, which no CRL may carry (found by hypothesis)
     version_0 = bytearray(one)
-    version_0[9] ^= (
-        1  # tbsCertList version 1 (v2) -> 0, which no CRL may carry (found by hypothesis)
-    )
+    version_0[one.index(b"\x02\x01\x01") + 2] = 0
     with pytest.raises(ParseError, match="not a valid CRL version"):
         parse_crl(bytes(version_0))
 
@@ -267,6 +266,12 @@ def test_an_entry_for_another_issuer_does_not_count(fake_amd: Any, make_report: 
     mine = parse_crl(fake_amd.crl([entry(VEK_SERIAL, "SEV-Milan")]))
     with pytest.raises(Revoked, match="VCEK 'SEV-VCEK' serial 42"):
         check_not_revoked(mine, [("VCEK", vek)])
+    # the same entry naming the issuer as an x400Address, which `cryptography` cannot decode
+    raw = fake_amd.crl([entry(VEK_SERIAL, "SEV-Milan")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SEV-Milan")]).public_bytes()
+    at = raw.index(bytes([0xA4, len(name)]) + name)
+    with pytest.raises(ParseError, match="not supported"):
+        parse_crl(raw[:at] + b"\xa3" + raw[at + 1 :])  # found by fuzzing: [4] directoryName -> [3]
 
 
 # --- check_revocation ----------------------------------------------------------------------

@@ -148,6 +148,11 @@ def test_a_cached_crl_is_refetched_when_stale_or_unreadable(fake_amd: Any, tmp_p
     (tmp_path / hashlib.sha256(url.encode()).hexdigest()).write_bytes(old)
     assert fetcher(url) == fresh
     assert log == [url, url]
+    version_0 = bytearray(fresh)  # a CRL claiming version 0, which no CRL may carry
+    version_0[fresh.index(b"\x02\x01\x01") + 2] = 0
+    (tmp_path / hashlib.sha256(url.encode()).hexdigest()).write_bytes(bytes(version_0))
+    assert fetcher(url) == fresh
+    assert log == [url, url, url]
     # a VCEK or a chain is never considered stale, whatever the clock says
     chain_url = cert_chain_url(Product.MILAN)
     (tmp_path / hashlib.sha256(chain_url.encode()).hexdigest()).write_bytes(b"chain")
