@@ -1,6 +1,7 @@
 """The Kubernetes wing: one Confidential Containers pod per job.
 
-Modules: ``pod`` (pure Pod and config building), ``launcher`` (the pod's life through the
+Modules: ``pod`` (pure Pod and config building), ``api`` (the few blocking API calls the
+node's Role allows), ``launcher`` (the pod's life through the
 Kubernetes API; the only importer of the ``kubernetes`` client, so nothing here imports it at
 package import time) and ``relay_status`` (learns the container key from its verified kind-7100
 event, since the pod's stdout is sealed). See docs/deploy.md.

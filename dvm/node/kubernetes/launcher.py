@@ -34,15 +34,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from kubernetes import client as k8s_client
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
 from container.launch import EvidenceSource, JobSpec, StatusLine, build_job_spec
@@ -51,6 +48,7 @@ from dvm.nostr.nip90 import ErrorReason, TeeKind
 
 from ..errors import ConfigError, LaunchError
 from ..launcher import ExitInfo, LaunchRequest
+from .api import NETWORK_ERRORS, PodsApi, api_client_for, api_message
 from .pod import (
     FATAL_WAITING,
     JOB_ID_ANNOTATION,
@@ -73,7 +71,6 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 _WATCH_WINDOW_S = 5.0
-_NETWORK_ERRORS = (OSError, k8s_client.exceptions.OpenApiException)
 
 
 class KubernetesLaunchError(LaunchError):
@@ -88,122 +85,6 @@ class StatusSource(Protocol):
     """Where a job's status lines come from when its stdout is sealed (see module docstring)."""
 
     def status_lines(self, launch: LaunchRequest) -> AsyncIterator[StatusLine]: ...
-
-
-def api_client_for(config: KubernetesConfig) -> k8s_client.ApiClient:
-    """An API client from ``kubeconfig`` when set, else the pod's in-cluster service account."""
-    configuration = k8s_client.Configuration()
-    try:
-        if config.kubeconfig is not None:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]  # untyped upstream
-                config_file=config.kubeconfig, client_configuration=configuration
-            )
-        else:
-            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]  # untyped upstream
-                client_configuration=configuration
-            )
-    except (k8s_config.ConfigException, OSError) as exc:
-        raise ConfigError(f"config key launcher.kubernetes.kubeconfig: {exc}") from None
-    return k8s_client.ApiClient(configuration)
-
-
-def _api_message(exc: ApiException) -> str:
-    try:
-        body = json.loads(exc.body or "{}")
-    except (ValueError, TypeError):
-        body = {}
-    message = body.get("message") if isinstance(body, dict) else None
-    return str(message or exc.reason or "no message")[:500]
-
-
-class _Pods:
-    """The four pod calls, blocking (run them with :func:`asyncio.to_thread`)."""
-
-    def __init__(self, api_client: k8s_client.ApiClient, config: KubernetesConfig) -> None:
-        self._core = k8s_client.CoreV1Api(api_client)
-        self._node = k8s_client.NodeV1Api(api_client)
-        self._ns = config.namespace
-        self._timeout_s = config.api_timeout_s
-
-    def _json(self, response: Any) -> dict[str, Any]:
-        data = json.loads(response.data)
-        return data if isinstance(data, dict) else {}
-
-    def create(self, pod: dict[str, Any]) -> None:
-        self._core.create_namespaced_pod(
-            self._ns,
-            body=k8s_client.V1Pod.model_validate(pod),
-            _preload_content=False,
-            _request_timeout=self._timeout_s,
-        )
-
-    def read(self, name: str) -> dict[str, Any] | None:
-        try:
-            return self._json(
-                self._core.read_namespaced_pod(
-                    name, self._ns, _preload_content=False, _request_timeout=self._timeout_s
-                )
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def delete(self, name: str) -> None:
-        try:
-            self._core.delete_namespaced_pod(
-                name,
-                self._ns,
-                grace_period_seconds=0,
-                _preload_content=False,
-                _request_timeout=self._timeout_s,
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-
-    def list(self, selector: str) -> list[dict[str, Any]]:
-        data = self._json(
-            self._core.list_namespaced_pod(
-                self._ns,
-                label_selector=selector,
-                _preload_content=False,
-                _request_timeout=self._timeout_s,
-            )
-        )
-        return [p for p in data.get("items", []) if isinstance(p, dict)]
-
-    def wait_change(self, name: str, version: str | None, timeout_s: float) -> None:
-        """Block until the pod changes after ``version`` or ``timeout_s`` passes."""
-        watcher = k8s_watch.Watch()  # type: ignore[no-untyped-call]  # untyped upstream
-        kwargs: dict[str, Any] = {
-            "field_selector": f"metadata.name={name}",
-            "timeout_seconds": max(1, int(timeout_s)),
-            "_request_timeout": timeout_s + self._timeout_s,
-            "deserialize": False,
-        }
-        if version is not None:
-            kwargs["resource_version"] = version
-        stream = watcher.stream(  # type: ignore[no-untyped-call]  # untyped upstream
-            self._core.list_namespaced_pod, self._ns, **kwargs
-        )
-        for _event in stream:
-            watcher.stop()  # type: ignore[no-untyped-call]  # untyped upstream
-            return
-
-    def runtime_class_exists(self, name: str) -> bool | None:
-        """True/False, or None when the node may not read RuntimeClasses (RBAC)."""
-        try:
-            self._node.read_runtime_class(
-                name, _preload_content=False, _request_timeout=self._timeout_s
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            if exc.status == 403:
-                return None
-            raise
-        return True
 
 
 class KubernetesJob:
@@ -246,7 +127,7 @@ class KubernetesJob:
 
     async def kill(self) -> None:
         self._killed = True
-        with contextlib.suppress(*_NETWORK_ERRORS):
+        with contextlib.suppress(*NETWORK_ERRORS):
             await asyncio.to_thread(self._launcher.pods.delete, self._name)
 
     async def wait(self) -> ExitInfo:
@@ -310,7 +191,7 @@ class KubernetesLauncher:
         watch_window_s: float = _WATCH_WINDOW_S,
     ) -> None:
         self.config = config
-        self.pods = _Pods(api_client, config)
+        self.pods = PodsApi(api_client, config)
         self._api_client = api_client
         self._source = status_source
         self._window_s = watch_window_s
@@ -321,8 +202,8 @@ class KubernetesLauncher:
         try:
             return await asyncio.to_thread(self.pods.read, name), None
         except ApiException as exc:
-            text = f"API error {exc.status}: {_api_message(exc)}"
-        except _NETWORK_ERRORS as exc:
+            text = f"API error {exc.status}: {api_message(exc)}"
+        except NETWORK_ERRORS as exc:
             text = f"API server unreachable: {type(exc).__name__}"
         _log.warning("pod %s: cannot read it (%s)", name, text)
         return {}, text
@@ -331,7 +212,7 @@ class KubernetesLauncher:
         version = (pod or {}).get("metadata", {}).get("resourceVersion")
         try:
             await asyncio.to_thread(self.pods.wait_change, name, version, self._window_s)
-        except (ApiException, *_NETWORK_ERRORS):
+        except (ApiException, *NETWORK_ERRORS):
             await asyncio.sleep(min(1.0, self._window_s))  # re-read; the next read reports it
 
     async def destroy(self, name: str, *, job_id: str) -> bool:
@@ -341,10 +222,8 @@ class KubernetesLauncher:
             try:
                 await asyncio.to_thread(self.pods.delete, name)
             except ApiException as exc:
-                _log.warning(
-                    "job %s: delete of pod %s refused: %s", job_id, name, _api_message(exc)
-                )
-            except _NETWORK_ERRORS as exc:
+                _log.warning("job %s: delete of pod %s refused: %s", job_id, name, api_message(exc))
+            except NETWORK_ERRORS as exc:
                 _log.warning(
                     "job %s: delete of pod %s failed: %s", job_id, name, type(exc).__name__
                 )
@@ -364,7 +243,7 @@ class KubernetesLauncher:
         for name in classes:
             try:
                 exists = await asyncio.to_thread(self.pods.runtime_class_exists, name)
-            except (ApiException, *_NETWORK_ERRORS) as exc:
+            except (ApiException, *NETWORK_ERRORS) as exc:
                 raise LaunchError(f"cannot reach the Kubernetes API: {exc}") from None
             if exists is False:
                 raise ConfigError(
@@ -409,7 +288,7 @@ class KubernetesLauncher:
         try:
             await asyncio.to_thread(self.pods.create, pod)
         except ApiException as exc:
-            message = _api_message(exc)
+            message = api_message(exc)
             if exc.status == 403 and "exceeded quota" in message:
                 raise KubernetesLaunchError(
                     f"job {job_id}: resource quota exceeded: {message}", reason=ErrorReason.CAPACITY
@@ -421,7 +300,7 @@ class KubernetesLauncher:
             raise KubernetesLaunchError(
                 f"job {job_id}: the API server refused the pod ({exc.status}): {message}"
             ) from None
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             raise KubernetesLaunchError(
                 f"job {job_id}: the Kubernetes API is unreachable ({type(exc).__name__})"
             ) from None
@@ -498,7 +377,7 @@ class KubernetesLauncher:
         """Delete every pod of this node a previous run left; the job ids whose pod went."""
         try:
             pods = await asyncio.to_thread(self.pods.list, node_selector(self.config))
-        except (ApiException, *_NETWORK_ERRORS) as exc:
+        except (ApiException, *NETWORK_ERRORS) as exc:
             raise LaunchError(f"cannot list this node's job pods: {exc}") from None
         known = {handle: job_id for job_id, handle in handles.items()}
         collected: list[str] = []
