@@ -371,7 +371,7 @@ def test_simulated_is_refused_when_the_runtime_changes(
     pinned = measured(runtime)
     changed = tmp_path / "changed"
     shutil.copytree(runtime, changed)
-    target = changed / "dvm" / "nostr" / "cdvm.py"
+    target = changed / "dvm" / "cdvm" / "kind7100.py"
     target.write_text(target.read_text(encoding="utf-8") + "\n# provider patch\n", encoding="utf-8")
     bundle = bundle_file(minted, changed, tmp_path)
     code, out = verify_json(bundle, "--trust-simulated", ark, "--measurement", pinned, *EXPECT)
