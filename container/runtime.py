@@ -356,7 +356,10 @@ class JobRuntime:
         )
         try:
             self._pool = RelayPool(
-                self._spec.relays, secret_key=key, random_bytes=self._random_bytes
+                self._spec.relays,
+                secret_key=key,
+                random_bytes=self._random_bytes,
+                unix_sockets=self._spec.relay_sockets,  # a private network namespace's doors
             )
             await self._pool.start()
             wraps = Filter(

@@ -21,8 +21,14 @@ Shape (``v`` 1)::
                 "sha256": "<64 hex>", "defaults": {"max_tokens": 128, ...}},
       "runtime": {"version": "...", "image": "..."},
       "limits": {"attestation_timeout_s": 120, "idle_timeout_s": 300, "deadline_s": 1800,
-                 "max_input_bytes": 1048576, "max_output_tokens": 1024}
+                 "max_input_bytes": 1048576, "max_output_tokens": 1024},
+      "relay_sockets": {"ws://...": "/run/cdvm-relays/0.sock"}   # optional, see below
     }
+
+``relay_sockets`` (optional, absent unless the launcher runs the job in a private network
+namespace): for every relay URL, the absolute path of a UNIX socket through which the
+container reaches that relay (the local node's forwarder; docs/node.md "Sandbox"). The
+websocket handshake is still the URL's. When present it must name exactly the relays.
 
 Unknown keys are refused: a field the container ignored would be a setting nobody applied.
 """
@@ -107,10 +113,22 @@ class JobSpec:
     runtime_version: str
     runtime_image: str
     limits: Limits
+    relay_sockets: Mapping[str, str] = field(default_factory=dict)
 
 
 _TOP = frozenset(
-    {"v", "request", "provider", "relays", "tee", "evidence", "model", "runtime", "limits"}
+    {
+        "v",
+        "request",
+        "provider",
+        "relays",
+        "tee",
+        "evidence",
+        "model",
+        "runtime",
+        "limits",
+        "relay_sockets",
+    }
 )
 _MODEL = frozenset({"name", "runner", "path", "sha256", "defaults"})
 _LIMITS = frozenset(
@@ -150,6 +168,17 @@ def _positive(value: object, what: str) -> float:
     return float(value)
 
 
+def _relay_sockets(value: object, relays: list[str]) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise SpecError("relay_sockets must be a JSON object")
+    if set(value) != set(relays):
+        raise SpecError("relay_sockets must name exactly the relays")
+    for path in value.values():
+        if not isinstance(path, str) or not path.startswith("/") or "\0" in path:
+            raise SpecError("relay_sockets values must be absolute paths")
+    return dict(value)
+
+
 def parse_job_spec(raw: bytes) -> JobSpec:
     """Parse and check the spec; the request event is verified (id and signature)."""
     if len(raw) > MAX_SPEC_BYTES:
@@ -158,7 +187,7 @@ def parse_job_spec(raw: bytes) -> JobSpec:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         raise SpecError("job spec is not JSON") from None
-    top = _object(data, _TOP, "job spec", required=_TOP - {"limits"})
+    top = _object(data, _TOP, "job spec", required=_TOP - {"limits", "relay_sockets"})
     if top["v"] != 1:
         raise SpecError("job spec version must be 1")
     try:
@@ -244,6 +273,9 @@ def parse_job_spec(raw: bytes) -> JobSpec:
         runtime_version=_text(runtime["version"], "runtime.version"),
         runtime_image=_text(runtime["image"], "runtime.image"),
         limits=limits,
+        relay_sockets=(
+            _relay_sockets(top["relay_sockets"], relays) if "relay_sockets" in top else {}
+        ),
     )
 
 
@@ -275,4 +307,6 @@ def build_job_spec(spec: JobSpec) -> bytes:
             "max_output_tokens": spec.limits.max_output_tokens,
         },
     }
+    if spec.relay_sockets:
+        body["relay_sockets"] = dict(spec.relay_sockets)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

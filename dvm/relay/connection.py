@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection, connect, unix_connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 
 from dvm.nostr.event import Event
@@ -50,8 +50,10 @@ class RelayConnection:
         limits_override: RelayLimits | None,
         fetch_nip11: bool,
         max_frame_bytes: int,
+        unix_path: str | None = None,
     ) -> None:
         self.url = url
+        self._unix_path = unix_path
         self.session = RelaySession(url, signer=signer, since_overlap_s=since_overlap_s)
         self._listener = listener
         self._clock = clock
@@ -165,12 +167,22 @@ class RelayConnection:
             if self._nip11_limits is None:
                 await self._fetch_nip11()
             try:
-                ws = await connect(
-                    self.url,
-                    open_timeout=self._connect_timeout_s,
-                    max_size=self._max_frame_bytes,
-                    proxy=None,
-                    close_timeout=2,
+                ws = await (
+                    connect(
+                        self.url,
+                        open_timeout=self._connect_timeout_s,
+                        max_size=self._max_frame_bytes,
+                        proxy=None,
+                        close_timeout=2,
+                    )
+                    if self._unix_path is None
+                    else unix_connect(  # the same handshake for self.url, through the socket
+                        self._unix_path,
+                        self.url,
+                        open_timeout=self._connect_timeout_s,
+                        max_size=self._max_frame_bytes,
+                        close_timeout=2,
+                    )
                 )
             except (OSError, TimeoutError, WebSocketException) as exc:
                 self.last_error = type(exc).__name__
@@ -192,7 +204,9 @@ class RelayConnection:
 
     async def _fetch_nip11(self) -> None:
         try:
-            info = await fetch_relay_information(self.url, timeout_s=self._connect_timeout_s)
+            info = await fetch_relay_information(
+                self.url, timeout_s=self._connect_timeout_s, unix_path=self._unix_path
+            )
         except Nip11Error as exc:
             _log.info("relay %s: no NIP-11 document (%s)", self.url, exc)
             return

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import ssl
 import time
 from dataclasses import dataclass, replace
@@ -126,12 +127,28 @@ def http_url_for(relay_url: str) -> tuple[str, str, int, str, bool]:
     return parts.netloc, parts.hostname, port, path, tls
 
 
+def _unix_socket(path: str, host: str, *, tls: bool, timeout_s: float) -> socket.socket:
+    """A connected stream to the relay through a UNIX socket (a sandbox's relay forwarder);
+    for ``wss`` the TLS handshake runs over it, checking the relay URL's host name."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout_s)
+        sock.connect(path)
+        if tls:
+            return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _get_document(
     relay_url: str,
     target: tuple[str, str, int, str, bool],
     *,
     timeout_s: float,
     max_body_bytes: int,
+    unix_path: str | None = None,
 ) -> bytes:
     """Blocking GET (run in a thread): the 200 response's body, at most ``max_body_bytes``.
 
@@ -148,7 +165,10 @@ def _get_document(
         else http.client.HTTPConnection(host, port, timeout=timeout_s)
     )
     try:
-        conn.connect()
+        if unix_path is None:
+            conn.connect()
+        else:
+            conn.sock = _unix_socket(unix_path, host, tls=tls, timeout_s=timeout_s)
         # Our socket: http.client drops its own reference once a response closes the connection.
         sock = conn.sock
         # The same request bytes as ever: no Accept-Encoding, the URL's own Host (port included).
@@ -186,19 +206,29 @@ def _get_document(
 
 
 async def fetch_relay_information(
-    relay_url: str, *, timeout_s: float = 5.0, max_body_bytes: int = 64 * 1024
+    relay_url: str,
+    *,
+    timeout_s: float = 5.0,
+    max_body_bytes: int = 64 * 1024,
+    unix_path: str | None = None,
 ) -> RelayInformation:
     """GET the NIP-11 document of ``relay_url``; :class:`Nip11Error` on any failure.
 
     ``timeout_s`` bounds the whole fetch (connect, request, response); a body over
     ``max_body_bytes`` is refused without reading the rest. Redirects are not followed and no
-    proxy is used (the websocket connection uses none either).
+    proxy is used (the websocket connection uses none either). ``unix_path``: connect to this
+    UNIX socket instead of the URL's host and port (the same request bytes).
     """
     target = http_url_for(relay_url)
     try:
         async with asyncio.timeout(timeout_s):
             body = await asyncio.to_thread(
-                _get_document, relay_url, target, timeout_s=timeout_s, max_body_bytes=max_body_bytes
+                _get_document,
+                relay_url,
+                target,
+                timeout_s=timeout_s,
+                max_body_bytes=max_body_bytes,
+                unix_path=unix_path,
             )
     except TimeoutError:
         raise Nip11Error(f"NIP-11 fetch from {relay_url} timed out after {timeout_s} s") from None

@@ -28,6 +28,10 @@ nostr-relay 1.14, that do not publish their limits). A relay whose ``max_subscri
 already fill is skipped for a new subscription (noted in ``closed_reasons``);
 :class:`SubscriptionError` if no relay can take it.
 
+``unix_sockets`` maps a relay URL to a UNIX socket the connection (and its NIP-11 fetch) uses
+instead of the URL's host and port, with the same handshake for the URL: how a job in a private
+network namespace reaches its relays through the node's forwarder (docs/node.md "Sandbox").
+
 Time (``clock``, unix seconds) and randomness (``random`` for backoff jitter, ``random_bytes`` for
 BIP-340 ``aux_rand`` of AUTH events) are injected.
 """
@@ -135,8 +139,10 @@ class RelayPool:
         relay_limits: Mapping[str, RelayLimits] | None = None,
         fetch_nip11: bool = True,
         max_frame_bytes: int = 4 * 1024 * 1024,
+        unix_sockets: Mapping[str, str] | None = None,
     ) -> None:
         urls = list(dict.fromkeys(relay_urls))
+        sockets = unix_sockets or {}
         if not urls:
             raise ValueError("a relay pool needs at least one relay url")
         self._secret_key = secret_key
@@ -163,6 +169,7 @@ class RelayPool:
                 limits_override=limits.get(url),
                 fetch_nip11=fetch_nip11,
                 max_frame_bytes=max_frame_bytes,
+                unix_path=sockets.get(url),
             )
             for url in urls
         }

@@ -12,10 +12,12 @@ Contract:
   (:func:`attestation.simulated.runtime_files`: exactly what is measured) into a fresh
   directory that is bound read-only into every sandbox, computes their measurement, and loads
   (or mints, once) the simulated TEE's chain from ``tee.simulated_dir``.
-* :meth:`LocalLauncher.launch` starts the process (new session, rlimits, the PSP socket as an
-  inherited fd), writes the job spec to its stdin and closes it. Its stderr lines go to the node
-  log at DEBUG with the job id (the container logs ids and sizes only). A timer kills the
-  process group at ``deadline_s + grace_s``.
+* :meth:`LocalLauncher.launch` starts the process (new session, rlimits, the PSP socket and the
+  seccomp filter as inherited fds; with a private network namespace, the job's
+  :class:`~.relay_forwarder.RelayForwarder`, closed by :meth:`LocalJob.wait`), writes the job
+  spec to its stdin and closes it. Its stderr lines go to the node log at DEBUG with the job
+  id (the container logs ids and sizes only). A timer kills the process group at
+  ``deadline_s + grace_s``.
 * :meth:`LocalJob.wait` reaps the process, kills anything left in its process group, and
   reports ``destroyed`` only when the process is gone and its scratch is gone: sandboxed, the
   scratch is the sandbox's private tmpfs, which vanishes with its mount namespace when the
@@ -35,9 +37,9 @@ import datetime as dt
 import functools
 import importlib.metadata
 import logging
+import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -58,18 +60,23 @@ from ..config import LauncherConfig, NodeConfig
 from ..errors import LaunchError, SandboxUnavailable
 from ..launcher import ExitInfo, LaunchRequest
 from . import psp
+from .relay_forwarder import RelayForwarder
 from .sandbox import (
     MODELS_MOUNT,
     SandboxPlan,
+    bubblewrap_usable,
     bwrap_argv,
     group_alive,
     kill_process_group,
     parse_handle,
+    private_network_here,
     process_handle,
     process_start_time,
     rlimits_preexec,
     sandbox_env,
+    seccomp_memfd,
 )
+from .seccomp import build_filter, native_arch
 
 __all__ = ["LocalJob", "LocalLauncher", "bubblewrap_usable", "default_runtime_root"]
 
@@ -83,19 +90,6 @@ _GONE_WAIT_S = 5.0
 def default_runtime_root() -> Path:
     """The directory holding the installed ``container`` package (and its siblings)."""
     return Path(container.__file__).resolve().parent.parent
-
-
-def bubblewrap_usable(bwrap: str) -> bool:
-    """True if ``bwrap`` exists and can make user and pid namespaces here."""
-    path = shutil.which(bwrap)
-    if path is None:
-        return False
-    probe = [path, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/", "--", "/bin/true"]
-    try:
-        done = subprocess.run(probe, capture_output=True, timeout=20, check=False)  # noqa: S603 - fixed argv
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
 
 
 def _runtime_version() -> str:
@@ -125,10 +119,12 @@ class LocalJob:
         psp_task: asyncio.Task[None],
         scratch: Path | None,
         kill_after_s: float,
+        forwarder: RelayForwarder | None = None,
     ) -> None:
         self.job_id = job_id
         self._process = process
         self._psp_task = psp_task
+        self._forwarder = forwarder
         self._scratch = scratch
         self._killed = False
         self._handle = process_handle(process.pid)
@@ -191,6 +187,8 @@ class LocalJob:
             await self._psp_task
         with contextlib.suppress(asyncio.CancelledError):
             await self._deadline_task
+        if self._forwarder is not None:
+            await self._forwarder.close()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stderr_task, timeout=_GONE_WAIT_S)
         # Anything the container left in its process group goes too (unsandboxed case).
@@ -245,6 +243,7 @@ class LocalLauncher:
         tee: SimulatedTee,
         runtime_dir: Path,
         sandboxed: bool,
+        private_network: bool = False,
         python: Path | None = None,
         python_prefixes: Sequence[Path] | None = None,
     ) -> None:
@@ -252,6 +251,9 @@ class LocalLauncher:
         self._tee = tee
         self._runtime_dir = runtime_dir
         self.sandboxed = sandboxed
+        # A private network namespace (relays through the forwarder) only inside the sandbox.
+        self.private_network = sandboxed and private_network
+        self._seccomp = build_filter(native_arch()) if sandboxed else b""
         self._python = python or Path(sys.executable)
         self._prefixes = tuple(python_prefixes or (Path(sys.prefix), Path(sys.base_prefix)))
         self.runtime_version = _runtime_version()
@@ -272,12 +274,19 @@ class LocalLauncher:
         sandboxed = bubblewrap_usable(launcher.bwrap)
         if not sandboxed and not launcher.allow_unsandboxed:
             raise SandboxUnavailable(
-                f"bubblewrap ({launcher.bwrap}) is missing or cannot create namespaces here; "
+                f"bubblewrap ({launcher.bwrap}) is missing or cannot create namespaces or load "
+                "the seccomp filter here; "
                 "install it, or set launcher.allow_unsandboxed = true to run jobs WITHOUT a "
                 "sandbox (not recommended)"
             )
         if not sandboxed:
             _log.warning("bubblewrap unusable: jobs will run UNSANDBOXED (allow_unsandboxed)")
+        private_network = sandboxed and private_network_here(launcher.bwrap)
+        if sandboxed and not private_network:
+            _log.warning(
+                "no private network namespace here (bwrap --unshare-net failed): jobs share the "
+                "host's network, including services on 127.0.0.1"
+            )
         root = launcher.runtime_root or default_runtime_root()
         runtime_dir = Path(tempfile.mkdtemp(prefix="cdvm-runtime-"))
         try:
@@ -288,14 +297,29 @@ class LocalLauncher:
             shutil.rmtree(runtime_dir, ignore_errors=True)
             raise LaunchError(f"cannot prepare the local launcher: {exc}") from None
         _log.info(
-            "local launcher ready: %d runtime files staged, measurement %s, sandboxed=%s",
+            "local launcher ready: %d runtime files staged, measurement %s, sandboxed=%s, "
+            "private network=%s",
             len(runtime_files(runtime_dir)),
             measurement.hex(),
             sandboxed,
+            private_network,
         )
-        return cls(config=launcher, tee=tee, runtime_dir=runtime_dir, sandboxed=sandboxed)
+        return cls(
+            config=launcher,
+            tee=tee,
+            runtime_dir=runtime_dir,
+            sandboxed=sandboxed,
+            private_network=private_network,
+        )
 
-    def _spec(self, launch: LaunchRequest, *, model_path: str, fd: int) -> bytes:
+    def _spec(
+        self,
+        launch: LaunchRequest,
+        *,
+        model_path: str,
+        fd: int,
+        relay_sockets: Mapping[str, str],
+    ) -> bytes:
         return build_job_spec(
             JobSpec(
                 request=launch.request.event,
@@ -308,10 +332,13 @@ class LocalLauncher:
                 runtime_version=launch.runtime_version,
                 runtime_image=launch.runtime_image,
                 limits=launch.limits,
+                relay_sockets=relay_sockets,
             )
         )
 
-    def argv(self, launch: LaunchRequest) -> list[str]:
+    def argv(
+        self, launch: LaunchRequest, *, seccomp_fd: int = -1, relay_dir: Path | None = None
+    ) -> list[str]:
         """The command line of ``launch``'s process (sandboxed or not)."""
         if not self.sandboxed:
             return [str(self._python), "-P", "-m", "container"]
@@ -321,8 +348,27 @@ class LocalLauncher:
             runtime_dir=self._runtime_dir,
             model_path=Path(launch.model.path),
             model_name=launch.model.name,
+            relay_dir=relay_dir,
         )
-        return bwrap_argv(self._config.bwrap, plan)
+        return bwrap_argv(self._config.bwrap, plan, seccomp_fd=seccomp_fd)
+
+    async def _doors(self, job_id: str, relays: Sequence[str]) -> tuple[int, RelayForwarder | None]:
+        """The seccomp filter's fd (-1 unsandboxed) and the started relay forwarder (None
+        without a private network namespace)."""
+        if not self.sandboxed:
+            return -1, None
+        seccomp_fd = -1
+        try:
+            seccomp_fd = seccomp_memfd(self._seccomp)
+            if not self.private_network:
+                return seccomp_fd, None
+            forwarder = RelayForwarder(relays, job_id=job_id)
+            await forwarder.start()
+        except (OSError, ValueError) as exc:
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
+            raise LaunchError(f"job {job_id}: cannot prepare the sandbox: {exc}") from None
+        return seccomp_fd, forwarder
 
     async def launch(self, launch: LaunchRequest) -> LocalJob:
         job_id = launch.job_id
@@ -338,14 +384,30 @@ class LocalLauncher:
             env = sandbox_env(home=str(scratch), pythonpath=str(self._runtime_dir))
             cwd = str(scratch)
             model_path = launch.model.path
-        spec = self._spec(launch, model_path=model_path, fd=theirs.fileno())
+        try:
+            seccomp_fd, forwarder = await self._doors(job_id, launch.relays)
+        except LaunchError:
+            ours.close()
+            theirs.close()
+            raise
+        spec = self._spec(
+            launch,
+            model_path=model_path,
+            fd=theirs.fileno(),
+            relay_sockets=forwarder.sandbox_paths if forwarder is not None else {},
+        )
+        argv = self.argv(
+            launch,
+            seccomp_fd=seccomp_fd,
+            relay_dir=forwarder.directory if forwarder is not None else None,
+        )
         try:
             process = await asyncio.create_subprocess_exec(
-                *self.argv(launch),
+                *argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=(theirs.fileno(), *([seccomp_fd] if seccomp_fd >= 0 else [])),
                 start_new_session=True,
                 env=env,
                 cwd=cwd,
@@ -357,9 +419,13 @@ class LocalLauncher:
             ours.close()
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
+            if forwarder is not None:
+                await forwarder.close()
             raise LaunchError(f"job {job_id}: cannot start the container: {exc}") from None
         finally:
             theirs.close()
+            if seccomp_fd >= 0:
+                os.close(seccomp_fd)
         psp_task = asyncio.create_task(psp.serve(self._tee, ours, job_id=job_id))
         job = LocalJob(
             job_id=job_id,
@@ -367,6 +433,7 @@ class LocalLauncher:
             psp_task=psp_task,
             scratch=scratch,
             kill_after_s=launch.kill_after_s,
+            forwarder=forwarder,
         )
         _log.info("job %s: container started (pid %d, %d-byte spec)", job_id, job.pid, len(spec))
         stdin = process.stdin

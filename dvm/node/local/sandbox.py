@@ -3,7 +3,11 @@
 bubblewrap: https://github.com/containers/bubblewrap (bwrap(1)); docs/launch.md §5.
 
 Contract: :func:`bwrap_argv` is pure: paths in, argv out. The sandbox gets new user, pid, ipc,
-uts and (where available) cgroup namespaces, keeps the network namespace (relays on loopback),
+uts and (where available) cgroup namespaces; a new network namespace when the plan names a
+relay socket directory (:mod:`.relay_forwarder`, bound read-only at
+:data:`~.relay_forwarder.RELAYS_MOUNT`: the job's only way out), else the host's network; the
+seccomp filter of :mod:`.seccomp`, read by bubblewrap from an inherited fd
+(:func:`seccomp_memfd`) and installed just before it execs the job; it
 sees read-only binds of the system (``/usr`` and its ``/bin``/``/lib`` links, a few files of
 ``/etc``), the Python installation and virtual environment, the staged runtime packages at
 :data:`RUNTIME_MOUNT` and the model at ``/models/<name>``; a private tmpfs at ``/tmp`` is its
@@ -24,24 +28,34 @@ from __future__ import annotations
 
 import os
 import resource
+import shutil
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..errors import SandboxUnavailable
+from .relay_forwarder import RELAYS_MOUNT
+from .seccomp import build_filter, native_arch
 
 __all__ = [
     "MODELS_MOUNT",
     "RUNTIME_MOUNT",
     "SandboxPlan",
     "apply_rlimits",
+    "bubblewrap_usable",
     "bwrap_argv",
     "group_alive",
     "kill_process_group",
     "parse_handle",
+    "private_network_here",
+    "private_network_usable",
     "process_handle",
     "process_start_time",
     "rlimits_preexec",
     "sandbox_env",
+    "seccomp_memfd",
 ]
 
 RUNTIME_MOUNT = "/opt/cdvm"
@@ -73,6 +87,7 @@ class SandboxPlan:
     model_path: Path
     model_name: str
     module: str = "container"
+    relay_dir: Path | None = None  # set: a private network namespace, this directory its door
 
 
 def sandbox_env(*, home: str, pythonpath: str) -> dict[str, str]:
@@ -111,10 +126,14 @@ def bwrap_argv(
     bwrap: str,
     plan: SandboxPlan,
     *,
+    seccomp_fd: int,
     exists: Callable[[str], bool] = os.path.exists,
     readlink: Callable[[str], str | None] = _readlink,
 ) -> list[str]:
-    """The full argv: bwrap, its options, then ``python -P -m container`` inside."""
+    """The full argv: bwrap, its options, then ``python -P -m container`` inside.
+
+    ``seccomp_fd``: an fd the child inherits, holding the filter (:func:`seccomp_memfd`).
+    """
     args = [
         bwrap,
         "--unshare-user",
@@ -122,6 +141,7 @@ def bwrap_argv(
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
+        *(["--unshare-net"] if plan.relay_dir is not None else []),
         "--hostname",
         "cdvm-job",
         "--die-with-parent",
@@ -141,9 +161,82 @@ def bwrap_argv(
         args += ["--ro-bind", str(prefix), str(prefix)]
     args += ["--ro-bind", str(plan.runtime_dir), RUNTIME_MOUNT]
     args += ["--ro-bind", str(plan.model_path), f"{MODELS_MOUNT}/{plan.model_name}"]
+    if plan.relay_dir is not None:
+        # connect(2) to a socket needs no write access to the file system it lives on.
+        args += ["--ro-bind", str(plan.relay_dir), RELAYS_MOUNT]
     args += ["--chdir", "/tmp"]  # noqa: S108
+    args += ["--seccomp", str(seccomp_fd)]
     args += ["--", str(plan.python), "-P", "-m", plan.module]
     return args
+
+
+def seccomp_memfd(program: bytes) -> int:
+    """A new memory file holding ``program``, positioned at its start (bubblewrap reads it from
+    there); one per launch, since the child shares the file offset. The caller closes it."""
+    fd = os.memfd_create("cdvm-seccomp")
+    try:
+        os.write(fd, program)
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def private_network_usable(bwrap: str, seccomp_fd: int) -> bool:
+    """True if ``bwrap`` can run a process in a new network namespace under the filter here."""
+    probe = [
+        bwrap,
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--ro-bind",
+        "/",
+        "/",
+        "--seccomp",
+        str(seccomp_fd),
+        "--",
+        "/bin/true",
+    ]
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv
+            probe, capture_output=True, timeout=20, check=False, pass_fds=(seccomp_fd,)
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def bubblewrap_usable(bwrap: str) -> bool:
+    """True if ``bwrap`` exists, can make user and pid namespaces and loads our seccomp filter."""
+    path = shutil.which(bwrap)
+    if path is None:
+        return False
+    try:
+        fd = seccomp_memfd(build_filter(native_arch()))
+    except (OSError, SandboxUnavailable):
+        return False
+    probe = [path, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/"]
+    probe += ["--seccomp", str(fd), "--", "/bin/true"]
+    try:
+        done = subprocess.run(probe, capture_output=True, timeout=20, check=False, pass_fds=(fd,))  # noqa: S603 - fixed argv
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    finally:
+        os.close(fd)
+    return done.returncode == 0
+
+
+def private_network_here(bwrap: str) -> bool:
+    """True if jobs can run in a private network namespace here (``bwrap --unshare-net``)."""
+    path = shutil.which(bwrap)
+    if path is None:
+        return False
+    fd = seccomp_memfd(build_filter(native_arch()))
+    try:
+        return private_network_usable(path, fd)
+    finally:
+        os.close(fd)
 
 
 def apply_rlimits(*, memory_bytes: int, cpu_time_s: int) -> None:

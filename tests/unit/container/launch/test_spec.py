@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -107,3 +108,34 @@ def test_an_oversized_spec_is_refused_before_parsing() -> None:
 def test_garbage_raises_only_spec_error(raw: bytes) -> None:
     with contextlib.suppress(SpecError):
         parse_job_spec(raw)
+
+
+def test_relay_sockets_are_absent_by_default_and_round_trip_when_set() -> None:
+    assert "relay_sockets" not in _body()  # the spec's bytes are unchanged without them
+    assert SPEC.relay_sockets == {}
+    with_sockets = dataclasses.replace(
+        SPEC, relay_sockets={"ws://127.0.0.1:1": "/run/cdvm-relays/0.sock"}
+    )
+    body = json.loads(build_job_spec(with_sockets))
+    assert body["relay_sockets"] == {"ws://127.0.0.1:1": "/run/cdvm-relays/0.sock"}
+    assert parse_job_spec(build_job_spec(with_sockets)) == with_sockets
+
+
+@pytest.mark.parametrize(
+    ("sockets", "message"),
+    [
+        (["/run/cdvm-relays/0.sock"], "JSON object"),
+        (None, "JSON object"),
+        ({}, "exactly the relays"),
+        ({"ws://other:1": "/s"}, "exactly the relays"),
+        ({"ws://127.0.0.1:1": "/s", "ws://other:1": "/t"}, "exactly the relays"),
+        ({"ws://127.0.0.1:1": "relative.sock"}, "absolute"),
+        ({"ws://127.0.0.1:1": 3}, "absolute"),
+        ({"ws://127.0.0.1:1": "/a\0b"}, "absolute"),
+    ],
+)
+def test_bad_relay_sockets_are_refused(sockets: object, message: str) -> None:
+    body = _body()
+    body["relay_sockets"] = sockets
+    with pytest.raises(SpecError, match=message):
+        parse_job_spec(json.dumps(body).encode())

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from dvm.node.local.relay_forwarder import RELAYS_MOUNT
 from dvm.node.local.sandbox import (
     MODELS_MOUNT,
     RUNTIME_MOUNT,
@@ -18,7 +20,9 @@ from dvm.node.local.sandbox import (
     process_handle,
     process_start_time,
     sandbox_env,
+    seccomp_memfd,
 )
+from dvm.node.local.seccomp import build_filter, native_arch
 
 PLAN = SandboxPlan(
     python=Path("/venv/bin/python"),
@@ -34,6 +38,7 @@ def _argv() -> list[str]:
     return bwrap_argv(
         "bwrap",
         PLAN,
+        seccomp_fd=9,
         exists=lambda p: p in {"/lib64", "/bin", "/lib"},
         readlink=links.get,
     )
@@ -56,8 +61,10 @@ def test_namespaces_and_process_options() -> None:
         "--clearenv",
     ):
         assert flag in argv
-    assert "--unshare-net" not in argv  # relays on loopback
+    assert "--unshare-net" not in argv  # no relay directory in this plan: the host's network
     assert "--share-net" not in argv
+    assert _pairs(argv, "--seccomp", 1) == [("9",)]
+    assert argv.index("--seccomp") < argv.index("--")
     assert ("ALL",) in _pairs(argv, "--cap-drop", 1)
     assert argv[0] == "bwrap"
     assert argv[argv.index("--") :] == ["--", "/venv/bin/python", "-P", "-m", "container"]
@@ -94,7 +101,7 @@ def test_an_installation_under_tmp_is_bound_after_the_scratch_tmpfs() -> None:
         model_path=Path("/tmp/models/m.gguf"),
         model_name="m",
     )
-    argv = bwrap_argv("bwrap", plan, exists=lambda p: False, readlink=lambda p: None)
+    argv = bwrap_argv("bwrap", plan, seccomp_fd=3, exists=lambda p: False, readlink=lambda p: None)
     tmpfs_at = argv.index("--tmpfs")
     bind_positions = [i for i, a in enumerate(argv) if a == "--ro-bind"]
     under_tmp = [i for i in bind_positions if argv[i + 2].startswith("/tmp/")]
@@ -102,9 +109,29 @@ def test_an_installation_under_tmp_is_bound_after_the_scratch_tmpfs() -> None:
     assert all(i > tmpfs_at for i in under_tmp)
 
 
+def test_a_relay_directory_means_a_private_network_and_one_door() -> None:
+    plan = dataclasses.replace(PLAN, relay_dir=Path("/run/node/relays-j1"))
+    argv = bwrap_argv("bwrap", plan, seccomp_fd=7, exists=lambda p: False, readlink=lambda p: None)
+    assert "--unshare-net" in argv
+    assert argv.index("--unshare-net") < argv.index("--")
+    assert ("/run/node/relays-j1", RELAYS_MOUNT) in _pairs(argv, "--ro-bind", 2)
+    assert "--bind" not in argv  # the door is read-only: connect(2) needs no write access
+    assert _pairs(argv, "--seccomp", 1) == [("7",)]
+
+
+def test_the_filter_fd_holds_the_program() -> None:
+    program = build_filter(native_arch())
+    fd = seccomp_memfd(program)
+    try:
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0  # bubblewrap reads from the current offset
+        assert os.read(fd, len(program) + 1) == program
+    finally:
+        os.close(fd)
+
+
 def test_environment_is_the_documented_one() -> None:
     argv = _argv()
-    env = dict(_pairs(argv, "--setenv", 2))
+    env = {pair[0]: pair[1] for pair in _pairs(argv, "--setenv", 2)}
     assert env == sandbox_env(home="/tmp", pythonpath=RUNTIME_MOUNT)
     assert set(env) == {
         "PATH",
