@@ -10,8 +10,8 @@ tree (:mod:`attestation.errors`). Vendor details live in :mod:`attestation.snp`,
 from __future__ import annotations
 
 from attestation.binding import (
+    binding_digest,
     canonical_claims_json,
-    claims_digest,
     gpu_nonce,
     host_data_for_initdata,
     report_data,
@@ -75,9 +75,9 @@ __all__ = [
     "UntrustedRoot",
     "VerificationError",
     "VerifiedEvidence",
+    "binding_digest",
     "build_bundle",
     "canonical_claims_json",
-    "claims_digest",
     "gpu_nonce",
     "host_data_for_initdata",
     "item_product",

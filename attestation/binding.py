@@ -2,22 +2,30 @@
 
 Specs: DESIGN.md §3 step 4; AMD SEV-SNP ABI (REPORT_DATA is 64 bytes, HOST_DATA 32 bytes);
 Confidential Containers initdata (HOST_DATA = SHA-256 of the initdata document,
-https://github.com/confidential-containers/trustee/blob/main/kbs/docs/initdata.md) and the CoCo
-convention that the GPU evidence nonce is REPORT_DATA[32:64].
+https://github.com/confidential-containers/trustee/blob/main/kbs/docs/initdata.md); the CoCo
+attestation agent's ``/aa/evidence?runtime_data=`` (docs/protocol.md "Binding": the agent puts
+the UTF-8 bytes of the text it is given into REPORT_DATA, zero-padded to 64 bytes).
 
 Contract (pure; no I/O, clock or randomness)::
 
     canonical JSON = json.dumps(claims, sort_keys=True, separators=(",", ":"),
                                 ensure_ascii=False, allow_nan=False).encode("utf-8")
-    claims_digest  = SHA-256(b"cdvm/1 attestation\\0" || canonical JSON)
-    REPORT_DATA    = container x-only pubkey (32 bytes) || claims_digest (32 bytes)
-    GPU nonce      = REPORT_DATA[32:64]
+    binding digest = SHA-256(b"cdvm/1 attestation\\0" || C (32-byte x-only key) || canonical JSON)
+    REPORT_DATA    = the 64 ASCII bytes of the lowercase hex of the binding digest
+    GPU nonce      = the binding digest (32 bytes) = bytes.fromhex(REPORT_DATA)
     HOST_DATA      = SHA-256(initdata bytes)
+
+Why hex text: inside a CoCo pod the container asks the attestation agent, which takes
+``runtime_data`` as text; 64 lowercase hex characters are text that fills REPORT_DATA exactly,
+so the agent, configfs-tsm and ``/dev/sev-guest`` all carry the same 64 bytes (no padding, no
+second encoding). C is the fixed-length first input of the digest, so (C, claims) pairs cannot
+collide by moving bytes between them; the domain string keeps the digest from meaning anything
+else.
 
 This is the one definition of the binding: the container reaches it through
 ``dvm.cdvm.kind7100.report_data`` (an adapter passing ``Claims.to_dict()``), the verifier calls it
 on the claims JSON it received; the known-answer test in ``tests/unit/attestation/test_binding.py``
-pins one value.
+pins one value, computed there with ``hashlib`` by hand.
 ``allow_nan=False`` only turns NaN/Infinity (which are not JSON) into an error; for every valid
 claims object the bytes are those of the plain ``json.dumps`` call. Claims are public, so error
 messages may name fields, but never key material other than public keys.
@@ -28,24 +36,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 
 from attestation.errors import BindingMismatch, ParseError
 
 __all__ = [
-    "CLAIMS_DOMAIN",
+    "BINDING_DOMAIN",
     "REPORT_DATA_SIZE_BYTES",
+    "binding_digest",
     "canonical_claims_json",
-    "claims_digest",
     "gpu_nonce",
     "host_data_for_initdata",
     "report_data",
     "verify_binding",
 ]
 
-CLAIMS_DOMAIN = b"cdvm/1 attestation\0"
+BINDING_DOMAIN = b"cdvm/1 attestation\0"
 REPORT_DATA_SIZE_BYTES = 64
 _PUBKEY_SIZE_BYTES = 32
+_REPORT_DATA_FORM = re.compile(rb"[0-9a-f]{64}")
 
 
 def canonical_claims_json(claims: Mapping[str, object]) -> bytes:
@@ -62,11 +72,6 @@ def canonical_claims_json(claims: Mapping[str, object]) -> bytes:
         raise ParseError("claims contain text that is not valid Unicode") from None
 
 
-def claims_digest(claims: Mapping[str, object]) -> bytes:
-    """SHA-256(b"cdvm/1 attestation\\0" || canonical JSON of ``claims``): 32 bytes."""
-    return hashlib.sha256(CLAIMS_DOMAIN + canonical_claims_json(claims)).digest()
-
-
 def _check_pubkey(container_pubkey_xonly: bytes) -> None:
     if len(container_pubkey_xonly) != _PUBKEY_SIZE_BYTES:
         raise ParseError(
@@ -74,17 +79,30 @@ def _check_pubkey(container_pubkey_xonly: bytes) -> None:
         )
 
 
-def report_data(container_pubkey_xonly: bytes, claims: Mapping[str, object]) -> bytes:
-    """REPORT_DATA (64 bytes) = the container's x-only public key || claims_digest(claims)."""
+def binding_digest(container_pubkey_xonly: bytes, claims: Mapping[str, object]) -> bytes:
+    """SHA-256(b"cdvm/1 attestation\\0" || C || canonical JSON of ``claims``): 32 bytes."""
     _check_pubkey(container_pubkey_xonly)
-    return bytes(container_pubkey_xonly) + claims_digest(claims)
+    body = canonical_claims_json(claims)
+    return hashlib.sha256(BINDING_DOMAIN + bytes(container_pubkey_xonly) + body).digest()
+
+
+def report_data(container_pubkey_xonly: bytes, claims: Mapping[str, object]) -> bytes:
+    """REPORT_DATA (64 bytes): the ASCII lowercase hex of :func:`binding_digest`."""
+    return binding_digest(container_pubkey_xonly, claims).hex().encode("ascii")
+
+
+def _parse_report_data(report_data: bytes) -> bytes:
+    """The 32-byte digest REPORT_DATA spells; :class:`ParseError` if it is not the cdvm/1 form."""
+    if len(report_data) != REPORT_DATA_SIZE_BYTES:
+        raise ParseError(f"REPORT_DATA is {len(report_data)} bytes, wanted 64")
+    if _REPORT_DATA_FORM.fullmatch(bytes(report_data)) is None:
+        raise ParseError("REPORT_DATA is not 64 lowercase hex characters (not the cdvm/1 form)")
+    return bytes.fromhex(bytes(report_data).decode("ascii"))
 
 
 def gpu_nonce(report_data: bytes) -> bytes:
-    """The nonce the GPU evidence must carry: REPORT_DATA[32:64] (CoCo convention)."""
-    if len(report_data) != REPORT_DATA_SIZE_BYTES:
-        raise ParseError(f"REPORT_DATA is {len(report_data)} bytes, wanted 64")
-    return bytes(report_data[32:64])
+    """The nonce the GPU evidence must carry: the binding digest REPORT_DATA spells (32 bytes)."""
+    return _parse_report_data(report_data)
 
 
 def verify_binding(
@@ -94,19 +112,22 @@ def verify_binding(
 
     Also checks that the claims themselves name that key (``claims["pubkey"]`` is its hex),
     so the key in the report, the key in the claims and the key the requester will talk to
-    are one. Raises :class:`BindingMismatch` naming every half that differs.
+    are one. Raises :class:`ParseError` for REPORT_DATA that is not 64 bytes or a key that is
+    not 32, and :class:`BindingMismatch` naming every failure otherwise (REPORT_DATA not of the
+    cdvm/1 form included: a genuine report for something else). One digest covers C and the
+    claims, so a mismatch cannot say which of them differs: the message says so.
     """
     if len(report_data) != REPORT_DATA_SIZE_BYTES:
         raise ParseError(f"REPORT_DATA is {len(report_data)} bytes, wanted 64")
-    _check_pubkey(container_pubkey)
+    expected = binding_digest(container_pubkey, claims).hex().encode("ascii")
     reasons: list[str] = []
-    if not hmac.compare_digest(report_data[:32], container_pubkey):
+    if _REPORT_DATA_FORM.fullmatch(bytes(report_data)) is None:
+        reasons.append("REPORT_DATA is not 64 lowercase hex characters (not the cdvm/1 form)")
+    elif not hmac.compare_digest(bytes(report_data), expected):
         reasons.append(
-            f"REPORT_DATA[0:32] is {report_data[:32].hex()}, not the container key "
-            f"{container_pubkey.hex()}"
+            f"REPORT_DATA is not the binding of the container key {container_pubkey.hex()} "
+            "and these claims (another key, other claims, or both)"
         )
-    if not hmac.compare_digest(report_data[32:64], claims_digest(claims)):
-        reasons.append("REPORT_DATA[32:64] is not SHA-256 of the domain-separated claims")
     named = claims.get("pubkey")
     if named != container_pubkey.hex():
         reasons.append(f"claims.pubkey is {named!r}, not the container key")

@@ -14,8 +14,9 @@ Contract (pure: ``now``, the trust roots and the cache are parameters; nothing i
    the AMD chain at ``now`` (and its revocation when :attr:`Trust.crl` asks for it; see
    :mod:`attestation.snp.crl`), the report signature, the VEK extensions, the policy
    (:func:`attestation.snp.validate.validate`, only once the report is authentic), HOST_DATA =
-   SHA-256(initdata), the binding (REPORT_DATA = C || SHA-256(domain || claims)), each GPU
-   report's chain, signature, nonce (= REPORT_DATA[32:64]) and stated mode
+   SHA-256(initdata), the binding (REPORT_DATA = hex of SHA-256(domain || C || claims),
+   :mod:`attestation.binding`), each GPU report's chain, signature, nonce (= that digest)
+   and stated mode
    (:func:`attestation.nvidia.verify.validate_cc_mode`), each GPU's measurement blocks against
    :attr:`Expected.gpu_measurements` when given (every failing block listed), and the claims
    against :class:`Expected` (job, nonce, provider, container key, model, initdata, HOST_DATA).

@@ -2,8 +2,8 @@
 
 Spec: docs/launch.md §4 (the simulated PSP socket), ``attestation/evidence.py`` (item formats),
 ``attestation/snp/device.py`` (configfs-tsm, /dev/sev-guest, the CoCo attestation agent),
-``attestation/nvidia/device.py`` (NVML); the GPU nonce is ``REPORT_DATA[32:64]`` (the CoCo
-convention, DESIGN §3.4).
+``attestation/nvidia/device.py`` (NVML); the GPU nonce is the binding digest REPORT_DATA spells
+in hex (:func:`attestation.binding.gpu_nonce`, docs/protocol.md "Binding").
 
 Contract: :class:`EvidenceProvider` is the seam: ``get_evidence(report_data)`` (64 bytes) is
 blocking (the shell calls it in a worker thread) and returns the JSON evidence items for the
@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attestation.binding import gpu_nonce
 from attestation.errors import AttestationError
 from attestation.evidence import EvidenceType, GpuItem, SnpItem
 from attestation.nvidia.device import GpuEvidenceSource, NvmlEvidenceSource
@@ -148,7 +149,7 @@ class SnpProvider:
         try:
             items = [self._cpu_item(report_data).to_json()]
             if self._gpus is not None:
-                for gpu in self._gpus.get_evidence(nonce=report_data[32:]):
+                for gpu in self._gpus.get_evidence(nonce=gpu_nonce(report_data)):
                     certs = parse_cert_chain(gpu.cert_chain_pem)
                     item = GpuItem(
                         report=gpu.report, certs=tuple(c.public_bytes(Encoding.DER) for c in certs)

@@ -19,7 +19,6 @@ Nothing here verifies anything: pass the result to :func:`attestation.snp.verify
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
 import errno
@@ -29,7 +28,6 @@ import json
 import os
 import tempfile
 import urllib.parse
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +35,8 @@ from typing import Any
 
 from attestation.errors import DeviceError, ParseError
 
-from .abi import REPORT_SIZE_BYTES, CertKind, CertTableEntry, parse_cert_table
+from .abi import REPORT_SIZE_BYTES, CertTableEntry, parse_cert_table
+from .agent_evidence import parse_agent_evidence
 
 __all__ = [
     "CONFIGFS_TSM_REPORT",
@@ -45,6 +44,7 @@ __all__ = [
     "SEV_GUEST_DEVICE",
     "ConfigfsOps",
     "DeviceEvidence",
+    "agent_runtime_data",
     "get_report",
     "get_report_attestation_agent",
     "get_report_configfs",
@@ -258,38 +258,37 @@ def _ioctl_evidence(response: bytes, certs: bytes) -> DeviceEvidence:
 # --- Confidential Containers attestation agent ---------------------------------------------
 
 
-def _bytes_field(value: Any, name: str) -> bytes:
-    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b < 256 for b in value):
-        return bytes(value)
-    if isinstance(value, str):
-        try:
-            return base64.b64decode(value, validate=True)
-        except ValueError:
-            pass
-    raise DeviceError(f"attestation-agent: {name} is not raw bytes (a byte list or base64)")
+def agent_runtime_data(report_data: bytes) -> str:
+    """The ``runtime_data`` text that makes the agent put exactly ``report_data`` in the report.
 
-
-_AA_CERT_KINDS = ("VCEK", "VLEK", "ASK", "ARK")  # the agent's names for the GHCB GUIDs
+    The agent (docs/protocol.md "Binding") takes the UTF-8 bytes of the query value, refuses
+    more than 64 and zero-pads fewer to 64. So the 64 bytes it can produce are UTF-8 text
+    followed by zero padding; anything else (the cdvm/1 binding is 64 ASCII hex bytes, always
+    text) raises :class:`DeviceError` before anything is sent.
+    """
+    _check_report_data(report_data)
+    text = report_data.rstrip(b"\0")
+    try:
+        return text.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DeviceError(
+            "attestation-agent: this REPORT_DATA is not text, and the agent takes runtime_data "
+            "as text (the cdvm/1 binding is 64 hex characters: use attestation.binding)"
+        ) from None
 
 
 def get_report_attestation_agent(
     report_data: bytes, *, url: str = DEFAULT_AA_URL, timeout_s: float = 10.0
 ) -> DeviceEvidence:
-    """A report through the CoCo attestation agent's REST API (``/aa/evidence``).
+    """A report through the CoCo attestation agent's REST API (``GET /aa/evidence``).
 
-    The agent takes ``runtime_data`` as text and pads it with zeros to 64 bytes, so only
-    REPORT_DATA whose non-zero prefix is UTF-8 can be requested this way; the returned report's
-    REPORT_DATA is compared with the request. The agent must return the report as raw bytes
-    (a JSON byte list or base64); a field-by-field JSON rendering is refused.
+    Sends :func:`agent_runtime_data` as the ``runtime_data`` query parameter (no ``encoding``
+    parameter, which only newer API servers know), reads the agent's ``SnpEvidence`` JSON and
+    rebuilds the raw report from its field-by-field rendering
+    (:func:`attestation.snp.agent_evidence.parse_agent_evidence`); the report's REPORT_DATA must
+    be what was asked for (an SVSM-backed agent binds a digest instead, and is refused here).
     """
-    _check_report_data(report_data)
-    text = report_data.rstrip(b"\0")
-    try:
-        runtime_data = text.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DeviceError(
-            "attestation-agent: REPORT_DATA is not UTF-8, which the agent requires"
-        ) from None
+    runtime_data = agent_runtime_data(report_data)
     parsed = urllib.parse.urlsplit(url)
     if parsed.scheme != "http" or parsed.hostname not in ("127.0.0.1", "localhost"):
         raise DeviceError(f"attestation-agent: only http on loopback is supported, got {url!r}")
@@ -308,34 +307,14 @@ def get_report_attestation_agent(
     if len(body) > _MAX_BODY_BYTES:
         raise DeviceError(f"attestation-agent: response over {_MAX_BODY_BYTES} bytes")
     try:
-        evidence = json.loads(body)
-    except ValueError:
+        evidence = parse_agent_evidence(json.loads(body))
+    except (ValueError, RecursionError):
         raise DeviceError("attestation-agent: response is not JSON") from None
-    if not isinstance(evidence, dict) or "attestation_report" not in evidence:
-        raise DeviceError("attestation-agent: no attestation_report in the evidence (not SEV-SNP?)")
-    report = _bytes_field(evidence["attestation_report"], "attestation_report")
-    if len(report) != REPORT_SIZE_BYTES:
-        raise DeviceError(
-            f"attestation-agent: report is {len(report)} bytes, not {REPORT_SIZE_BYTES}"
-        )
-    if report[0x50:0x90] != report_data:
+    except ParseError as exc:
+        raise DeviceError(f"attestation-agent: {exc}") from None
+    if evidence.report[0x50:0x90] != report_data:
         raise DeviceError("attestation-agent: the report's REPORT_DATA is not what was asked for")
-    return DeviceEvidence(report, _aa_certs(evidence.get("cert_chain")), "attestation-agent")
-
-
-def _aa_certs(chain: Any) -> tuple[CertTableEntry, ...]:
-    if chain is None:
-        return ()
-    if not isinstance(chain, list):
-        raise DeviceError("attestation-agent: cert_chain is not a list")
-    entries = []
-    for item in chain:
-        kind = item.get("cert_type") if isinstance(item, dict) else None
-        if kind not in _AA_CERT_KINDS:
-            raise DeviceError(f"attestation-agent: unknown cert_type {kind!r}")
-        guid = uuid.UUID(CertKind[str(kind)].value)
-        entries.append(CertTableEntry(guid=guid, data=_bytes_field(item.get("data"), "cert data")))
-    return tuple(entries)
+    return DeviceEvidence(evidence.report, evidence.certificates, "attestation-agent")
 
 
 # --- selection -----------------------------------------------------------------------------

@@ -15,8 +15,9 @@ unknown keys are refused, because a key the binding ignored would be a claim nob
 Evidence items are JSON objects typed by ``type`` (``sev-snp``, ``nvidia-gpu``, ``simulated``)
 and stay opaque here; :mod:`attestation` verifies them.
 
-**The binding** ``REPORT_DATA = C (32 bytes) || SHA-256(b"cdvm/1 attestation\\0" || canonical
-claims JSON)`` is defined once, in :mod:`attestation.binding` (the container builds it from
+**The binding** ``REPORT_DATA = lowercase hex (64 ASCII bytes) of SHA-256(b"cdvm/1
+attestation\\0" || C (32 bytes) || canonical claims JSON)`` (text, so the CoCo attestation agent
+can carry it) is defined once, in :mod:`attestation.binding` (the container builds it from
 :meth:`Claims.to_dict` through :func:`report_data`, the verifier recomputes it from the received
 JSON); every claims value is a string, so there are no number-formatting questions.
 
@@ -159,7 +160,7 @@ class Claims:
 
 
 def report_data(claims: Claims) -> bytes:
-    """The 64-byte REPORT_DATA binding C's key to the claims (DESIGN §3.4).
+    """The 64-byte REPORT_DATA (ASCII hex) binding C's key to the claims (DESIGN §3.4).
 
     An adapter: :func:`attestation.binding.report_data` of ``claims.pubkey`` and
     :meth:`Claims.to_dict`, so the container and the verifier share one definition. Raises

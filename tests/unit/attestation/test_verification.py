@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
-from attestation.binding import claims_digest
+from attestation.binding import binding_digest
 from attestation.chain_cache import ChainCache
 from attestation.errors import (
     BindingMismatch,
@@ -441,12 +441,12 @@ def fake_gpu(nonce: bytes, *, opaque: bytes = b"") -> tuple[GpuItem, x509.Certif
 
 
 def test_gpu_evidence_bound_by_the_nonce(chain: SimulatedChain, trust: Trust) -> None:
-    gpu, root = fake_gpu(claims_digest(CLAIMS))
+    gpu, root = fake_gpu(binding_digest(bytes.fromhex(CLAIMS["pubkey"]), CLAIMS))
     bundle = build_bundle(claims=CLAIMS, evidence=[attest(chain), gpu], initdata=None)
     gpu_trust = dataclasses.replace(trust, nvidia_roots=(root,))
     result = verify_evidence(bundle, now=NOW, trust=gpu_trust, expected=EXPECTED)
     assert result.tee == "simulated+nvidia-gpu"
-    assert result.gpus[0].nonce == claims_digest(CLAIMS)
+    assert result.gpus[0].nonce == binding_digest(bytes.fromhex(CLAIMS["pubkey"]), CLAIMS)
     assert any(w.startswith("GPU measurements not compared") for w in result.warnings)
     stale, root2 = fake_gpu(b"\x01" * 32)
     bundle = build_bundle(claims=CLAIMS, evidence=[attest(chain), stale], initdata=None)
@@ -461,7 +461,7 @@ def test_gpu_evidence_bound_by_the_nonce(chain: SimulatedChain, trust: Trust) ->
 
 
 def _gpu_bundle(chain: SimulatedChain, trust: Trust, *, opaque: bytes = b"") -> tuple:
-    gpu, root = fake_gpu(claims_digest(CLAIMS), opaque=opaque)
+    gpu, root = fake_gpu(binding_digest(bytes.fromhex(CLAIMS["pubkey"]), CLAIMS), opaque=opaque)
     bundle = build_bundle(claims=CLAIMS, evidence=[attest(chain), gpu], initdata=None)
     return bundle, dataclasses.replace(trust, nvidia_roots=(root,))
 

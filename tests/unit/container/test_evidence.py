@@ -19,12 +19,14 @@ from attestation.evidence import parse_bundle
 from attestation.nvidia.device import GpuEvidence
 from attestation.simulated import SimulatedChain, SimulatedTee, mint_chain
 from attestation.snp.abi import CertKind, CertTableEntry
-from attestation.snp.device import DeviceEvidence
+from attestation.snp.device import DeviceEvidence, get_report
 from container.errors import EvidenceError
 from container.evidence import SimulatedFdProvider, SnpProvider
+from tests.coco.fake_attestation_agent import FakeAttestationAgent, running_agent
 
 VECTORS = Path(__file__).resolve().parents[2] / "vectors"
 REPORT_DATA = bytes(range(64))
+BINDING = hashlib.sha256(b"a binding").hexdigest().encode()  # the cdvm/1 form (64 hex bytes)
 
 
 @pytest.fixture(scope="module")
@@ -243,11 +245,38 @@ def test_gpu_evidence_is_added_with_the_report_data_nonce(
     provider = SnpProvider(
         get_report=fake_device(tee, table(chain, "vcek", "ask", "ark")), gpus=gpus
     )
-    items = provider.get_evidence(REPORT_DATA)
-    assert gpus.nonces == [REPORT_DATA[32:]]
+    items = provider.get_evidence(BINDING)
+    assert gpus.nonces == [bytes.fromhex(BINDING.decode())]  # the digest the hex spells
     assert [i["type"] for i in items] == ["sev-snp", "nvidia-gpu"]
     assert len(items[1]["certs"]) == 5
     bundle = parse_bundle(
         json.dumps({"v": 1, "claims": CLAIMS, "evidence": items, "initdata": None})
     )
     assert len(bundle.gpus) == 1
+
+
+def test_gpu_nonce_needs_the_binding_form(tee: SimulatedTee, chain: SimulatedChain) -> None:
+    provider = SnpProvider(
+        get_report=fake_device(tee, table(chain, "vcek", "ask", "ark")), gpus=FakeGpus()
+    )
+    with pytest.raises(EvidenceError, match="not 64 lowercase hex"):
+        provider.get_evidence(REPORT_DATA)
+
+
+def test_snp_item_through_the_attestation_agent(
+    tee: SimulatedTee, chain: SimulatedChain, tmp_path: Path
+) -> None:
+    """No configfs-tsm, no /dev/sev-guest (a CoCo container): the agent path answers."""
+    with running_agent(FakeAttestationAgent(tee)) as agent:
+        provider = SnpProvider(
+            get_report=lambda rd: get_report(
+                rd, tsm_base=tmp_path / "no-tsm", device=tmp_path / "no-dev", aa_url=agent.url
+            )
+        )
+        items = provider.get_evidence(BINDING)
+    assert agent.runtime_data_seen == [BINDING]
+    bundle = parse_bundle(
+        json.dumps({"v": 1, "claims": CLAIMS, "evidence": items, "initdata": None})
+    )
+    assert bundle.cpu.report[0x50:0x90] == BINDING
+    assert bundle.cpu.vek == chain.der("vcek")

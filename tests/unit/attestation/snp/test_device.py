@@ -1,11 +1,12 @@
 """attestation.snp.device against fakes: a configfs tree in tmp_path with a fake kernel, a fake
-ioctl on a plain file, and a canned attestation-agent on 127.0.0.1; plus a hardware test."""
+ioctl on a plain file, the fake attestation agent (tests/coco) and a canned one for malformed
+answers, both on 127.0.0.1; plus a hardware test."""
 
 from __future__ import annotations
 
-import base64
 import ctypes
 import errno
+import hashlib
 import http.server
 import json
 import threading
@@ -18,7 +19,9 @@ from typing import Any, ClassVar
 import pytest
 
 from attestation.errors import DeviceError
+from attestation.simulated import SimulatedTee, load_or_mint
 from attestation.snp import device
+from attestation.snp.abi import parse_report
 from attestation.snp.certtable import (
     CertKind,
     CertTableEntry,
@@ -28,12 +31,14 @@ from attestation.snp.certtable import (
 from attestation.snp.device import (
     SNP_GET_EXT_REPORT,
     ConfigfsOps,
+    agent_runtime_data,
     get_report,
     get_report_attestation_agent,
     get_report_configfs,
     get_report_ioctl,
 )
 from attestation.snp.verify import verify_report
+from tests.coco.fake_attestation_agent import FakeAttestationAgent, render_report, running_agent
 
 VECTORS = Path(__file__).parents[3] / "vectors" / "snp"
 REPORT = (VECTORS / "trustee-milan-v2" / "test-report.bin").read_bytes()
@@ -281,25 +286,44 @@ def canned_report(report_data: bytes) -> bytes:
     return REPORT[:0x50] + report_data + REPORT[0x90:]
 
 
-def test_agent_returns_the_report_and_certs(agent: str) -> None:
-    wanted = b"nonce-1234".ljust(64, b"\0")
-    serve(
-        {
-            "attestation_report": list(canned_report(wanted)),
-            "cert_chain": [{"cert_type": "VCEK", "data": list(VCEK)}],
-        }
-    )
-    evidence = get_report_attestation_agent(wanted, url=agent)
-    assert evidence.report == canned_report(wanted)
+def rendered(report_data: bytes, **extra: object) -> dict[str, object]:
+    """The agent's body for a canned report: the sev crate rendering, no certificates."""
+    return {"attestation_report": render_report(canned_report(report_data)), **extra}
+
+
+WANTED = hashlib.sha256(b"a binding").hexdigest().encode()  # the cdvm/1 form: 64 hex bytes
+
+
+@pytest.fixture(scope="module")
+def agent_tee(tmp_path_factory: pytest.TempPathFactory) -> SimulatedTee:
+    chain = load_or_mint(tmp_path_factory.mktemp("agent") / "sim", now=datetime.now(UTC))
+    return SimulatedTee(chain, bytes(48))
+
+
+def test_agent_gets_a_report_for_the_binding_form(agent_tee: SimulatedTee) -> None:
+    with running_agent(FakeAttestationAgent(agent_tee)) as fake:
+        evidence = get_report_attestation_agent(WANTED, url=fake.url)
+    assert fake.runtime_data_seen == [WANTED]  # all 64 bytes, as text: no padding needed
+    assert parse_report(evidence.report).report_data == WANTED
     assert evidence.source == "attestation-agent"
-    assert evidence.certificates[0].kind == CertKind.VCEK
+    assert [c.kind for c in evidence.certificates] == [CertKind.VCEK, CertKind.ASK, CertKind.ARK]
+    assert evidence.certificates[0].data == agent_tee.chain.der("vcek")
+
+
+def test_agent_short_text_is_zero_padded_by_the_agent(agent_tee: SimulatedTee) -> None:
+    wanted = "nonce é+&=".encode().ljust(64, b"\0")
+    assert agent_runtime_data(wanted) == "nonce é+&="
+    with running_agent(FakeAttestationAgent(agent_tee, cert_chain=None)) as fake:
+        evidence = get_report_attestation_agent(wanted, url=fake.url)
+    assert fake.runtime_data_seen == ["nonce é+&=".encode()]
+    assert evidence.report[0x50:0x90] == wanted
+    assert evidence.certificates == ()
+
+
+def test_agent_request_line(agent: str) -> None:
+    serve(rendered(b"nonce-1234".ljust(64, b"\0")))
+    get_report_attestation_agent(b"nonce-1234".ljust(64, b"\0"), url=agent)
     assert AgentHandler.seen == ["/aa/evidence?runtime_data=nonce-1234"]
-
-
-def test_agent_base64_report_without_certs(agent: str) -> None:
-    wanted = b"x".ljust(64, b"\0")
-    serve({"attestation_report": base64.b64encode(canned_report(wanted)).decode()})
-    assert get_report_attestation_agent(wanted, url=agent).certificates == ()
 
 
 @pytest.mark.parametrize(
@@ -309,38 +333,35 @@ def test_agent_base64_report_without_certs(agent: str) -> None:
         (b"x" * (1 << 20) + b"x", 200, "response over"),
         (b"not json", 200, "not JSON"),
         ({"quote": "tdx"}, 200, "no attestation_report"),
-        ({"attestation_report": {"version": 2}}, 200, "not raw bytes"),
-        ({"attestation_report": "!!!"}, 200, "not raw bytes"),
-        ({"attestation_report": [1, 2, 3]}, 200, "3 bytes"),
-        ({"attestation_report": list(REPORT)}, 200, "not what was asked for"),
-        (
-            {"attestation_report": list(canned_report(b"n".ljust(64, b"\0"))), "cert_chain": {}},
-            200,
-            "not a list",
-        ),
-        (
-            {
-                "attestation_report": list(canned_report(b"n".ljust(64, b"\0"))),
-                "cert_chain": [{"cert_type": "PEK"}],
-            },
-            200,
-            "unknown cert_type",
-        ),
+        ({"attestation_report": list(canned_report(WANTED))}, 200, "not an object"),
+        ({"attestation_report": {"version": 2}}, 200, "guest_svn"),
+        (rendered(b"n".ljust(64, b"\0")), 200, "not what was asked for"),
+        (rendered(WANTED, cert_chain={}), 200, "not a list"),
+        (rendered(WANTED, cert_chain=[{"cert_type": "PEK"}]), 200, "unknown cert_type"),
     ],
 )
 def test_agent_refusals(agent: str, body: object, status: int, message: str) -> None:
     serve(body, status)
     with pytest.raises(DeviceError, match=message):
-        get_report_attestation_agent(b"n".ljust(64, b"\0"), url=agent)
+        get_report_attestation_agent(WANTED, url=agent)
+
+
+@pytest.mark.parametrize(
+    "report_data",
+    [bytes.fromhex(WANTED.decode()) * 2, b"\xff" * 64],  # raw bytes (the former binding form)
+)
+def test_agent_refuses_what_it_cannot_carry_before_sending(report_data: bytes) -> None:
+    with pytest.raises(DeviceError, match="not text"):
+        get_report_attestation_agent(report_data, url="http://127.0.0.1:1")
 
 
 def test_agent_limits_without_a_server() -> None:
-    with pytest.raises(DeviceError, match="not UTF-8"):
+    with pytest.raises(DeviceError, match="not text"):
         get_report_attestation_agent(b"\xff" * 64)
     with pytest.raises(DeviceError, match="only http on loopback"):
-        get_report_attestation_agent(b"a".ljust(64, b"\0"), url="http://10.0.0.1:8006")
+        get_report_attestation_agent(WANTED, url="http://10.0.0.1:8006")
     with pytest.raises(DeviceError, match="unreachable"):
-        get_report_attestation_agent(b"a".ljust(64, b"\0"), url="http://127.0.0.1:1", timeout_s=2)
+        get_report_attestation_agent(WANTED, url="http://127.0.0.1:1", timeout_s=2)
 
 
 # --- selection ------------------------------------------------------------------------------
@@ -348,7 +369,7 @@ def test_agent_limits_without_a_server() -> None:
 
 def test_selection_order(tmp_path: Path, agent: str) -> None:
     wanted = b"sel".ljust(64, b"\0")
-    serve({"attestation_report": list(canned_report(wanted))})
+    serve(rendered(wanted))
     evidence = get_report(
         wanted, tsm_base=tmp_path / "no-tsm", device=tmp_path / "no-dev", aa_url=agent
     )

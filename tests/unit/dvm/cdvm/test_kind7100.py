@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attestation import binding
-from attestation.binding import CLAIMS_DOMAIN
+from attestation.binding import BINDING_DOMAIN
 from dvm.cdvm.kind7100 import (
     Claims,
     ModelClaim,
@@ -44,8 +44,8 @@ def canonical_claims_json(claims: Claims) -> bytes:
     return binding.canonical_claims_json(claims.to_dict())
 
 
-def claims_digest(claims: Claims) -> bytes:
-    return binding.claims_digest(claims.to_dict())
+def binding_digest(claims: Claims) -> bytes:
+    return binding.binding_digest(bytes.fromhex(claims.pubkey), claims.to_dict())
 
 
 def _claims(**overrides: Any) -> Claims:
@@ -86,12 +86,14 @@ def test_canonical_claims_json_is_sorted_compact_utf8() -> None:
     assert canonical_claims_json(claims) == expected
 
 
-def test_binding_is_pubkey_then_domain_separated_digest() -> None:
+def test_binding_is_hex_of_domain_separated_digest_over_key_and_claims() -> None:
     claims = _claims()
-    digest = hashlib.sha256(b"cdvm/1 attestation\x00" + canonical_claims_json(claims)).digest()
-    assert CLAIMS_DOMAIN == b"cdvm/1 attestation\x00"
-    assert claims_digest(claims) == digest
-    assert report_data(claims) == CONTAINER.public_key.raw + digest
+    digest = hashlib.sha256(
+        b"cdvm/1 attestation\x00" + CONTAINER.public_key.raw + canonical_claims_json(claims)
+    ).digest()
+    assert BINDING_DOMAIN == b"cdvm/1 attestation\x00"
+    assert binding_digest(claims) == digest
+    assert report_data(claims) == digest.hex().encode("ascii")
     assert len(report_data(claims)) == 64
     assert report_data(_claims(nonce="ce" * 32)) != report_data(claims)
 
