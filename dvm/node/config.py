@@ -38,6 +38,7 @@ from typing import Any
 from container.launch import Limits, ModelSpec, RunnerKind
 from dvm.cdvm.params import ParamError, check_default
 from dvm.nostr.errors import NostrError
+from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip19 import decode_npub, decode_nsec
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind
@@ -59,7 +60,6 @@ __all__ = [
 ]
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _DEFAULT_SIMULATED_DIR = "~/.config/cdvm/simulated-tee"
 _DEFAULT_NAME = "confidential-dvm provider"
 _DEFAULT_ABOUT = "AI jobs in a fresh confidential container per job"
@@ -431,7 +431,7 @@ def _model(
     except ValueError:
         raise ConfigError(f"config key {where}.runner must be 'llama' or 'onnx'") from None
     sha256 = _str(raw, "sha256", where)
-    if not _HEX64.fullmatch(sha256):
+    if not is_hex64(sha256):
         raise ConfigError(f"config key {where}.sha256 must be 64 lowercase hex characters")
     defaults = raw.get("defaults", {})
     if not isinstance(defaults, dict):
@@ -492,11 +492,10 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The file's SHA-256, hex (streamed; raises OSError): the node's check at start, whose
+    error names both hashes; the container checks again before loading (``check_model_file``)."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _check_key_file(path: Path) -> None:
