@@ -5,9 +5,13 @@ docs/launch.md §6 (what the result holds).
 
 Contract: pure -- randomness (``random_bytes``) and time (``now``) are parameters, nothing is
 sent. Every event is signed by the container key C (gift wraps by fresh one-time keys, as
-NIP-59 wants). The result's content is NIP-44 v2 under conv(C, U) where U is the request's
-author; the conversation key is wiped as soon as the payload is made (best effort: CPython
-cannot guarantee erasure, the destroyed VM is the real guarantee).
+NIP-59 wants). The result's content is NIP-44 v2 under conv(C, R) where R is the request's
+result key (:attr:`~dvm.nostr.nip90.JobRequest.result_key`): the per-job session key S when the
+request names one, which the requester wipes after the job, so the copy relays keep is
+unreadable by anyone later (forward secrecy for results); U only when the request says
+``["result-to", U]`` or names no session key (docs/protocol.md §6). The conversation key is
+wiped as soon as the payload is made (best effort: CPython cannot guarantee erasure, the
+destroyed VM is the real guarantee).
 
 Gift wraps answer in the kind the requester last used. 1059 wraps are backdated up to two days
 like every NIP-17 client does; 21059 wraps are ephemeral (relays forward them only to live
@@ -20,8 +24,8 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from dvm.nostr import nip17, nip44, nip59
 from dvm.cdvm.kind7100 import Claims, build_attestation
+from dvm.nostr import nip17, nip44, nip59
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import JobRequest, build_job_result
@@ -97,8 +101,11 @@ def sign_result(
     now: int,
     random_bytes: RandomBytes,
 ) -> Event:
-    """The NIP-90 result (request kind + 1000), encrypted to the request's author U."""
-    conversation = nip44.get_conversation_key(key, PublicKey.from_hex(request.requester))
+    """The NIP-90 result (request kind + 1000), encrypted to the request's result key R.
+
+    R is S by default, U with ``["result-to", U]`` (docs/protocol.md §6); the ``p`` tag stays U.
+    """
+    conversation = nip44.get_conversation_key(key, PublicKey.from_hex(request.result_key))
     try:
         ciphertext = nip44.encrypt(plaintext or " ", conversation, nonce=random_bytes(32))
     finally:

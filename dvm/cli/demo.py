@@ -218,8 +218,8 @@ def _demo(work: Path) -> None:
         common = ["--provider", npub, "--relay", relay_url, "--model", _MODEL_NAME]
         common += ["--tee", "simulated", "--trust-simulated", str(root)]
         common += ["--timeout", str(_JOB_TIMEOUT_S), "--param", f"max_tokens={_MAX_TOKENS}"]
-        _say(f"==> 3. one-shot job: cdvm submit ... --prompt {_PROMPT!r}")
-        answer = _run_cli(["submit", *common, "--prompt", _PROMPT])
+        _say(f"==> 3. one-shot job: cdvm submit ... (stdin: {_PROMPT!r})")
+        answer = _run_cli(["submit", *common], stdin=_PROMPT)
         _say(f"    ANSWER: {answer.strip()!r}")
 
         _say("==> 4. a chat of two messages: cdvm chat --json ... (stdin: two lines, then /end)")

@@ -2,9 +2,13 @@
 
 Both publish a job request to ``--provider``, wait for the provider to launch a container, verify
 the container's attestation and refuse to send anything if any check fails (every reason is
-printed). ``submit`` sends one input (``--prompt`` or ``--input``) and prints the answer (or, with
-``--json``, a JSON document with the answer, job id, container key and verified claims);
+printed). ``submit`` sends one input and prints the answer (or, with ``--json``, a JSON document
+with the answer, job id, container key and verified claims); the input is read from standard
+input (or ``--input FILE``) so that it never sits on the command line, where other local users
+can read it (``/proc/PID/cmdline``): ``--prompt TEXT`` still works and says so on stderr.
 ``chat`` reads one message per line from stdin until ``/end`` or end of input.
+``--keep-result-readable`` asks for the stored result to be encrypted to U rather than to the
+per-job session key, which is wiped after the job (docs/protocol.md §6).
 
 Progress goes to stderr step by step (request published, container launched, evidence verified
 with what was checked, input sent, answer, container destroyed); ``--json`` keeps stderr quiet
@@ -116,6 +120,7 @@ def _options(args: argparse.Namespace) -> JobOptions:
         trusted_images=tuple(args.trust_image),
         timeouts=Timeouts.uniform(args.timeout),
         wrap_kind=args.wrap_kind,
+        result_to_requester=args.keep_result_readable,
         progress=_quiet if args.json else _progress,
     )
 
@@ -161,14 +166,43 @@ def _run(args: argparse.Namespace, body: str) -> int:
         return EXIT_FAILED
 
 
+_PROMPT_WARNING = (
+    "cdvm submit: warning: --prompt puts the input on the command line, where other local "
+    "users can read it (ps, /proc/PID/cmdline); pipe it on standard input or use --input FILE"
+)
+_NO_INPUT = (
+    "no input: pipe it on standard input (echo TEXT | cdvm submit ...), "
+    "or give --input FILE (--input - reads the terminal until Ctrl-D)"
+)
+
+
 def _read_input(args: argparse.Namespace) -> str:
+    """The input, verbatim: ``--prompt``, ``--input FILE``, else standard input.
+
+    Standard input is read when ``--input -`` says so, or when neither option is given and it
+    is not a terminal; a terminal with nothing given is a usage error (nobody is typing).
+    Messages never quote the input (a decoding error names no byte of it).
+    """
     if args.prompt is not None:
+        _err(_PROMPT_WARNING)
         text: str = args.prompt
-    else:
+    elif args.input is not None and args.input != "-":
         try:
-            text = Path(args.input).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise OptionsError(f"--input {args.input}: {exc}") from None
+            text = Path(args.input).read_bytes().decode("utf-8")
+        except OSError as exc:
+            raise OptionsError(f"--input {args.input}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise OptionsError(f"--input {args.input} is not UTF-8 text") from None
+    else:
+        stdin = sys.stdin
+        if stdin is None or (args.input is None and stdin.isatty()):
+            raise OptionsError(_NO_INPUT)
+        try:
+            text = stdin.buffer.read().decode("utf-8")
+        except OSError as exc:
+            raise OptionsError(f"standard input: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise OptionsError("standard input is not UTF-8 text") from None
     if not text:
         raise OptionsError("the input is empty")
     return text
@@ -248,6 +282,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--key", metavar="FILE", help="requester nsec file (default: a fresh throwaway key)"
     )
     parser.add_argument(
+        "--keep-result-readable",
+        action="store_true",
+        help=(
+            "encrypt the stored result to your key (--key) rather than to the per-job session "
+            "key, which is wiped: a later leak of your key then reveals it (docs/protocol.md §6)"
+        ),
+    )
+    parser.add_argument(
         "--wrap-kind",
         type=int,
         choices=[WRAP_KIND_EPHEMERAL, GIFT_WRAP_KIND],
@@ -262,9 +304,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "submit", help="run one confidential job: verify the container, send, print the answer"
     )
     _common(sub)
-    source = sub.add_mutually_exclusive_group(required=True)
-    source.add_argument("--prompt", help="the input text")
-    source.add_argument("--input", metavar="FILE", help="read the input from FILE")
+    source = sub.add_mutually_exclusive_group()
+    source.add_argument(
+        "--input",
+        metavar="FILE",
+        help="read the input from FILE ('-': standard input, the default when it is not a tty)",
+    )
+    source.add_argument(
+        "--prompt",
+        metavar="TEXT",
+        help="the input text (visible to other local users in the process list: prefer stdin)",
+    )
     sub.set_defaults(func=lambda args: _run(args, "submit"))
 
     chat = subparsers.add_parser(

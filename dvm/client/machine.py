@@ -96,8 +96,9 @@ _WAITING = frozenset(
 class RequesterMachine:
     """One job of a requester (see the module docstring). Start in ``CREATED``.
 
-    ``identity`` is U (signs the request; the result decrypts under conv(U, C)); ``session`` is
-    S (named in the request when ``options.fresh_session``; C's gift wraps are opened with it).
+    ``identity`` is U (signs the request); ``session`` is S (named in the request when
+    ``options.fresh_session``; C's gift wraps and, by default, the result are opened with it;
+    the result goes to U instead when ``options.result_to_requester``).
     The machine uses the keys but never wipes them: they are the shell's.
     """
 
@@ -203,6 +204,7 @@ class RequesterMachine:
                 kind=opts.kind,
                 params=opts.request_params(self.mode),
                 session=self._session.public_key if opts.fresh_session else None,
+                result_to_requester=opts.result_to_requester,
                 relays=opts.relays,
                 expiration=event.now + opts.expiration_s,
             ).sign(self._identity, aux_rand=event.aux_rand)

@@ -108,6 +108,9 @@ class JobOptions:
     wrap_kind: int = WRAP_KIND_EPHEMERAL
     expiration_s: int = 3600  # the request's NIP-40 expiration, from now
     fresh_session: bool = True  # a new session key S per job (DESIGN §3.2)
+    #: ["result-to", U]: the stored result stays readable by U (default: by S only, which is
+    #: wiped after the job, so a later leak of U reveals no past result; docs/protocol.md §6)
+    result_to_requester: bool = False
     #: job images (digest references) a sev-snp container may run; empty: any, with a warning
     trusted_images: tuple[str, ...] = ()
     progress: ProgressListener = _no_progress

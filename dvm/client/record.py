@@ -16,7 +16,10 @@ What counts, and what is ignored (counted in :attr:`JobRecord.ignored`, by reaso
   this job, to S, no replay, chunks checked): outputs go to :attr:`JobRecord.answers`, a channel
   error becomes the job's failure;
 - the result (request kind + 1000) only if signed by C, of this job, and it decrypts with NIP-44
-  under conv(U, C) (docs/protocol.md §6) or conv(S, C); the first one wins.
+  under conv(R, C) where R is the key our request named for it
+  (:attr:`~dvm.nostr.nip90.JobRequest.result_key`: S by default, U with ``["result-to", U]``;
+  docs/protocol.md §6) -- never with the other key, so a result readable by U although the
+  request asked for S is ignored; the first one wins.
 
 Events that arrive before P named C are buffered, at most :data:`MAX_EARLY_EVENTS` of each
 kind, and filed once it has.
@@ -210,14 +213,16 @@ class JobRecord:
         if result.request_id != self.job_id:
             self._ignore("result for another job")
             return
-        for key in (self._identity, self._session):
-            conv = nip44.get_conversation_key(key, container)
-            try:
-                text = nip44.decrypt(event.content, conv)
-            except NostrError:
-                continue
-            finally:
-                conv.wipe()  # best effort: CPython cannot guarantee erasure
-            self.result = (event.id, text)
+        # The embedded request is ours (its id is this job's), so its result key is what we
+        # asked for: S, or U when the request says ["result-to", U].
+        wanted = result.request.result_key
+        key = self._session if wanted == self._session.public_key.hex() else self._identity
+        conv = nip44.get_conversation_key(key, container)
+        try:
+            text = nip44.decrypt(event.content, conv)
+        except NostrError:
+            self._ignore("result that does not decrypt")
             return
-        self._ignore("result that does not decrypt")
+        finally:
+            conv.wipe()  # best effort: CPython cannot guarantee erasure
+        self.result = (event.id, text)

@@ -8,13 +8,15 @@ Three messages, each with a ``build_*`` (typed values -> :class:`UnsignedEvent`)
 * **job request** (kind 5000-5999, signed by the requester U): exactly one ``["p", P]``, exactly
   one ``["tee", kind]``, exactly one cdvm ``["nonce", <64 hex>]`` (two items; the NIP-13 proof of
   work tag ``["nonce", counter, target]`` has three and is left to :mod:`dvm.nostr.nip13`),
-  ``["param", name, value]`` with unique names, optional ``["session", S]``, ``["relays", ...]``,
-  ``["expiration", t]``, ``["output", mime]``, ``["bid", msat]`` and public ``i`` references.
+  ``["param", name, value]`` with unique names, optional ``["session", S]``, ``["result-to", U]``
+  (U = the author only), ``["relays", ...]``, ``["expiration", t]``, ``["output", mime]``,
+  ``["bid", msat]`` and public ``i`` references.
   No confidential data: the parser refuses the ``encrypted`` tag, non-empty content (where
   NIP-90 puts encrypted params) and ``i`` tags of input type ``text`` (inline data).
 * **job result** (request kind + 1000, signed by the container C): ``["e", job]``,
   ``["p", U]``, ``["encrypted"]``, ``["request", <request JSON>]``, never an ``i`` tag. The
-  content is the NIP-44 ciphertext, opaque here. The embedded request is parsed and verified.
+  content is the NIP-44 ciphertext to :attr:`JobRequest.result_key`, opaque here. The embedded
+  request is parsed and verified.
 * **job feedback** (kind 7000, signed by the provider P): ``["status", status, extra]`` where
   ``extra`` is the machine-readable :class:`ErrorReason` when the status is ``error``,
   ``["e", job]``, ``["p", U]``, optional ``["container", C]`` and ``["destroyed", "true"]``.
@@ -217,6 +219,7 @@ class JobRequest:
     nonce: str
     params: tuple[tuple[str, str], ...]
     session: str | None = None
+    result_to: str | None = None  # ["result-to", U]: the result stays readable by U
     relays: tuple[str, ...] = ()
     expiration: int | None = None
     output: str | None = None
@@ -240,6 +243,15 @@ class JobRequest:
     def reply_to(self) -> str:
         """The key the container talks to: the session key S if given, else U (DESIGN §3.2)."""
         return self.session if self.session is not None else self.event.pubkey
+
+    @property
+    def result_key(self) -> str:
+        """The key the result is encrypted to: U if ``result-to`` names it, else :attr:`reply_to`.
+
+        By default that is the per-job session key S, which the requester wipes after the job:
+        the stored result then stays unreadable even if U leaks later (docs/protocol.md §6).
+        """
+        return self.result_to if self.result_to is not None else self.reply_to
 
     @property
     def model(self) -> str | None:
@@ -307,7 +319,18 @@ def _parse_relays(tags: Tags) -> tuple[str, ...]:
     return relays
 
 
-def _request_fields(tags: Tags, content: str) -> dict[str, Any]:
+def _result_to(tags: Tags, author: str) -> str | None:
+    # Only the author may be named: the tag keeps the result readable by U, nothing more (a
+    # third key would be a new way for the output to leave the requester's hands).
+    tag = _at_most_one(tags, "result-to", 2)
+    if tag is None:
+        return None
+    if _pubkey_hex(tag[1], "'result-to' tag") != author:
+        raise CodecError("'result-to' must name the request's author")
+    return author
+
+
+def _request_fields(tags: Tags, content: str, author: str) -> dict[str, Any]:
     """The typed fields of a request's tags (the keyword arguments of :class:`JobRequest`)."""
     if _named(tags, "encrypted"):
         raise CodecError("cdvm requests must not carry 'encrypted' params")
@@ -326,6 +349,7 @@ def _request_fields(tags: Tags, content: str) -> dict[str, Any]:
         "nonce": _parse_cdvm_nonce(tags),
         "params": _parse_params(tags),
         "session": _pubkey_hex(session_tag[1], "'session' tag") if session_tag else None,
+        "result_to": _result_to(tags, author),
         "relays": _parse_relays(tags),
         "expiration": _decimal(expiration_tag[1], "'expiration'") if expiration_tag else None,
         "output": output_tag[1] if output_tag else None,
@@ -344,6 +368,7 @@ def build_job_request(
     kind: int = 5050,
     params: Sequence[tuple[str, str]] = (),
     session: PublicKey | None = None,
+    result_to_requester: bool = False,
     relays: Sequence[str] = (),
     expiration: int | None = None,
     output: str | None = None,
@@ -352,6 +377,9 @@ def build_job_request(
     extra_tags: Sequence[Sequence[str]] = (),
 ) -> UnsignedEvent:
     """A job request for ``requester`` to sign. ``nonce`` is 32 fresh random bytes.
+
+    ``result_to_requester`` adds ``["result-to", U]``: the result is then encrypted to U rather
+    than to the session key (docs/protocol.md §6).
 
     The tags are checked by the same code as :func:`parse_job_request`, so whatever this builds
     parses back to the same values.
@@ -364,6 +392,8 @@ def build_job_request(
     tags += [("param", name, value) for name, value in params]
     if session is not None:
         tags.append(("session", session.hex()))
+    if result_to_requester:
+        tags.append(("result-to", requester.hex()))
     if relays:
         tags.append(("relays", *relays))
     if expiration is not None:
@@ -375,7 +405,7 @@ def build_job_request(
     tags += [item.to_tag() for item in inputs]
     tags += [tuple(t) for t in extra_tags]
     unsigned = UnsignedEvent(requester.hex(), created_at, kind, tuple(tags), "")
-    _request_fields(unsigned.tags, unsigned.content)
+    _request_fields(unsigned.tags, unsigned.content, unsigned.pubkey)
     return unsigned
 
 
@@ -383,7 +413,7 @@ def parse_job_request(event: Event) -> JobRequest:
     """Parse a verified kind 5000-5999 event as a cdvm/1 job request, or raise CodecError."""
     if event.kind not in JOB_REQUEST_KINDS:
         raise CodecError(f"kind {event.kind} is not a job request (5000-5999)")
-    return JobRequest(event=event, **_request_fields(event.tags, event.content))
+    return JobRequest(event=event, **_request_fields(event.tags, event.content, event.pubkey))
 
 
 # --- job result ------------------------------------------------------------------------------
@@ -417,8 +447,9 @@ def build_job_result(
 ) -> UnsignedEvent:
     """The result of ``request``, to be signed by ``author`` (the container key C).
 
-    ``ciphertext`` is the NIP-44 v2 payload of the output, encrypted by the caller to the
-    requester U (DESIGN §3.8; NIP-90 names NIP-04 here, cdvm/1 uses NIP-44 on purpose).
+    ``ciphertext`` is the NIP-44 v2 payload of the output, encrypted by the caller to
+    :attr:`JobRequest.result_key` (S by default, U with ``result-to``; docs/protocol.md §6;
+    NIP-90 names NIP-04 here, cdvm/1 uses NIP-44 on purpose).
     """
     if not ciphertext:
         raise CodecError("a cdvm result carries the encrypted output: content is empty")

@@ -9,9 +9,10 @@ import json
 import pytest
 
 from container.outbox import result_content, sign_attestation, sign_result, wrap_for
-from dvm.nostr import nip44, nip59
-from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, parse_attestation
 from dvm.cdvm.channel import build_ready
+from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, parse_attestation
+from dvm.nostr import nip44, nip59
+from dvm.nostr.errors import DecryptionError
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip90 import build_job_request, parse_job_request, parse_job_result
 
@@ -30,7 +31,7 @@ def key(n: int) -> SecretKey:
 CONTAINER, REQUESTER, SESSION, PROVIDER = key(1), key(2), key(3), key(4)
 
 
-def request(*, session: bool = False):  # type: ignore[no-untyped-def]
+def request(*, session: bool = False, result_to: bool = False):  # type: ignore[no-untyped-def]
     event = build_job_request(
         requester=REQUESTER.public_key,
         provider=PROVIDER.public_key,
@@ -38,6 +39,7 @@ def request(*, session: bool = False):  # type: ignore[no-untyped-def]
         nonce=bytes(32),
         created_at=NOW,
         session=SESSION.public_key if session else None,
+        result_to_requester=result_to,
     ).sign(REQUESTER, aux_rand=bytes(32))
     return parse_job_request(event)
 
@@ -48,17 +50,36 @@ def test_oneshot_result_is_the_answer_and_chat_is_a_json_array() -> None:
     assert result_content([], oneshot=False) == "[]"
 
 
-@pytest.mark.parametrize("session", [False, True])
-def test_result_is_encrypted_to_the_requests_author(session: bool) -> None:
-    req = request(session=session)
+def _decrypt(content: str, key: SecretKey) -> str:
+    conversation = nip44.get_conversation_key(key, CONTAINER.public_key)
+    try:
+        return nip44.decrypt(content, conversation)
+    finally:
+        conversation.wipe()
+
+
+@pytest.mark.parametrize(
+    ("session", "result_to", "reader", "locked_out"),
+    [
+        (True, False, SESSION, REQUESTER),  # default: only S, which the requester wipes
+        (True, True, REQUESTER, SESSION),  # ["result-to", U]: readable by U
+        (False, False, REQUESTER, SESSION),  # no session key: U is the reply key
+    ],
+)
+def test_result_is_encrypted_to_the_requests_result_key(
+    session: bool, result_to: bool, reader: SecretKey, locked_out: SecretKey
+) -> None:
+    req = request(session=session, result_to=result_to)
     event = sign_result(CONTAINER, req, "the answer", now=NOW, random_bytes=det_bytes)
     parsed = parse_job_result(event)
     assert event.kind == 6050
     assert event.pubkey == CONTAINER.public_key.hex()
-    assert parsed.requester == REQUESTER.public_key.hex()
+    assert parsed.requester == REQUESTER.public_key.hex()  # the p tag names U either way
     assert "the answer" not in event.to_json()
-    conversation = nip44.get_conversation_key(REQUESTER, CONTAINER.public_key)
-    assert nip44.decrypt(parsed.content, conversation) == "the answer"
+    assert req.result_key == reader.public_key.hex()
+    assert _decrypt(parsed.content, reader) == "the answer"
+    with pytest.raises(DecryptionError):
+        _decrypt(parsed.content, locked_out)
 
 
 def test_attestation_is_signed_by_the_container_for_the_reply_key() -> None:

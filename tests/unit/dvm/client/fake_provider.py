@@ -272,7 +272,8 @@ class FakeProvider:
             if message.kind is MessageKind.END or (oneshot and answers):
                 break
         content = answers[0] if oneshot else json.dumps(answers)
-        conv = nip44.get_conversation_key(container, requester)
+        # to the request's result key: S, or U with ["result-to", U] (docs/protocol.md §6)
+        conv = nip44.get_conversation_key(container, PublicKey.from_hex(request.result_key))
         ciphertext = nip44.encrypt(content, conv, nonce=secrets.token_bytes(32))
         await self._publish(
             build_job_result(

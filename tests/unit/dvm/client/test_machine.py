@@ -198,7 +198,7 @@ def _result(
     text: str = "the result",
     *,
     author: SecretKey = C,
-    to: SecretKey = U,
+    to: SecretKey = S,  # the request's result key by default (docs/protocol.md §6)
     request: JobRequest | None = None,
 ) -> Event:
     conv = nip44.get_conversation_key(author, to.public_key)
@@ -680,9 +680,24 @@ def test_the_result_gets_a_grace_after_the_final_feedback() -> None:
     ]
     assert _state(m) is State.AWAITING_RESULT
     assert m.handle(Received(_ready_message(m))) == []
-    *_, finished = m.handle(Received(_result(m, to=S)))  # conv(S, C) is accepted too
+    *_, finished = m.handle(Received(_result(m)))
     assert isinstance(finished, Finished)
     assert finished.outcome.result == "the result"
+
+
+@pytest.mark.parametrize("keep_readable", [False, True])
+def test_the_result_opens_only_with_the_key_the_request_named(keep_readable: bool) -> None:
+    m = _ready(JobMode.ONESHOT, result_to_requester=keep_readable)
+    tags = [list(t) for t in _request(m).event.tags]
+    assert (["result-to", U.public_key.hex()] in tags) is keep_readable
+    assert ["session", S.public_key.hex()] in tags
+    _sent(m)
+    named, other = (U, S) if keep_readable else (S, U)
+    assert m.handle(Received(_result(m, "to the other key", to=other))) == []
+    assert m.ignored == {"result that does not decrypt": 1}
+    assert m.handle(Received(_result(m, "to the named key", to=named)))[-1] == Answered(
+        "to the named key"
+    )
 
 
 def test_no_result_within_the_grace_is_reported_not_raised() -> None:

@@ -21,14 +21,19 @@ from dvm.client import (
     AttestationRefused,
     Chat,
     ClientTimeout,
+    JobMode,
     JobOptions,
+    JobSession,
     Step,
     Timeouts,
     submit,
     trust_simulated_roots,
 )
-from dvm.nostr.event import UnsignedEvent
-from dvm.nostr.keys import SecretKey
+from dvm.nostr import nip44
+from dvm.nostr.errors import DecryptionError
+from dvm.nostr.event import Event, UnsignedEvent
+from dvm.nostr.filters import Filter
+from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip59 import GIFT_WRAP_KIND
 from dvm.nostr.nip90 import FeedbackStatus
 from dvm.relay import RelayPool
@@ -290,3 +295,39 @@ async def test_a_given_pool_is_used_and_left_open(
             assert (await pool.publish(note.sign(author, aux_rand=bytes(32)))).ok  # not closed
     assert outcome.answer == "echo: through a shared pool"
     assert provider.inputs == ["through a shared pool", "again"]
+
+
+async def _stored(url: str, event_id: str) -> Event:
+    """The event as the relay keeps it, fetched after the job by a fresh connection."""
+    async with RelayPool([url]) as pool:
+        sub = await pool.subscribe([Filter(ids=(event_id,))])
+        assert await sub.wait_eose(timeout_s=10)
+        stored = sub.get_nowait()
+    assert stored is not None
+    return stored
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("keep_readable", [False, True])
+async def test_after_the_job_the_stored_result_opens_with_u_only_when_asked(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_root: Path, keep_readable: bool
+) -> None:
+    identity = SecretKey.generate(secrets.token_bytes)
+    async with FakeProvider(relay.url, sim_tee) as provider:
+        opts = _options(relay, provider, sim_root, result_to_requester=keep_readable)
+        job = JobSession(opts, mode=JobMode.ONESHOT, identity=identity)
+        async with job:
+            await job.send("hello")
+            outcome = await job.finish()
+    assert outcome.result == "echo: hello"  # read during the job (with S, or U when asked)
+    assert outcome.result_id is not None
+    session = job._session  # white box: the key object the job held
+    assert session.reveal_bytes() == bytes(32)  # S is wiped on close
+    assert identity.reveal_bytes() != bytes(32)  # U is the caller's, kept
+    stored = await _stored(relay.url, outcome.result_id)
+    conv = nip44.get_conversation_key(identity, PublicKey.from_hex(stored.pubkey))
+    if keep_readable:
+        assert nip44.decrypt(stored.content, conv) == "echo: hello"
+    else:
+        with pytest.raises(DecryptionError):
+            nip44.decrypt(stored.content, conv)

@@ -88,6 +88,8 @@ def test_request_round_trip_with_every_field() -> None:
     assert request.param("absent") is None
     assert request.session == SESSION.public_key.hex()
     assert request.reply_to == SESSION.public_key.hex()
+    assert request.result_to is None
+    assert request.result_key == SESSION.public_key.hex()  # the result goes to S by default
     assert request.relays == ("wss://a.example", "ws://127.0.0.1:7777")
     assert request.expiration == T + 600
     assert request.output == "text/plain"
@@ -99,8 +101,18 @@ def test_request_reply_to_defaults_to_the_requester() -> None:
     request = parse_job_request(_request_event())
     assert request.session is None
     assert request.reply_to == USER.public_key.hex()
+    assert request.result_key == USER.public_key.hex()
     assert request.relays == ()
     assert (request.expiration, request.output, request.bid_msat) == (None, None, None)
+
+
+def test_request_result_to_keeps_the_result_readable_by_the_author() -> None:
+    event = _request_event(session=SESSION.public_key, result_to_requester=True)
+    assert ["result-to", USER.public_key.hex()] in [list(t) for t in event.tags]
+    request = parse_job_request(Event.from_json(event.to_json()))
+    assert request.reply_to == SESSION.public_key.hex()  # the channel still talks to S
+    assert request.result_to == USER.public_key.hex()
+    assert request.result_key == USER.public_key.hex()
 
 
 @settings(max_examples=50, deadline=None)
@@ -162,6 +174,13 @@ def test_request_round_trips(
         (lambda t: t.append(["i", "x"]), "'i' tag must be"),
         (lambda t: t.append(["session", "00" * 32]), "'session' tag is not a valid public key"),
         (lambda t: t.append(["session", USER.public_key.hex(), "x"]), "'session' tag must have"),
+        (lambda t: t.append(["result-to", SESSION.public_key.hex()]), "must name the request's"),
+        (lambda t: t.append(["result-to", "00" * 32]), "'result-to' tag is not a valid public"),
+        (lambda t: t.append(["result-to", USER.public_key.hex(), "x"]), "'result-to' tag must"),
+        (
+            lambda t: t.extend([["result-to", USER.public_key.hex()]] * 2),
+            "more than one 'result-to'",
+        ),
         (lambda t: t.append(["relays", "https://x"]), "ws:// or wss://"),
         (lambda t: t.extend([["relays", "wss://a"], ["relays", "wss://b"]]), "more than one"),
         (lambda t: t.append(["expiration", "-1"]), "'expiration' must be"),
@@ -401,6 +420,7 @@ _NAMES = st.sampled_from(
         "nonce",
         "param",
         "session",
+        "result-to",
         "relays",
         "expiration",
         "output",
