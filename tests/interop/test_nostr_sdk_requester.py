@@ -3,9 +3,11 @@
 Everything the requester *makes* comes from nostr-sdk: its keys, the signed job request, the
 kind-14 rumors and their standard NIP-17 / NIP-59 gift wraps (kind 1059, built by
 ``nip59_make_gift_wrap``), and the opening of the container's answers
-(``UnwrappedGift.from_gift_wrap``). It parses the container's kind-7100 event with nostr-sdk
-(id and signature checked there), then verifies the evidence with our ``attestation`` package
-before sending anything. Our relay pool is only the transport. The node is real (``cdvm serve``,
+(``UnwrappedGift.from_gift_wrap``), and the decryption of the NIP-90 result (``nip44_decrypt``
+with its own U: a request without a ``session`` tag gets its result encrypted to U,
+docs/protocol.md §6). It parses the container's kind-7100 event with nostr-sdk (id and
+signature checked there), then verifies the evidence with our ``attestation`` package before
+sending anything. Our relay pool is only the transport. The node is real (``cdvm serve``,
 sandbox, simulated TEE), as is the relay.
 """
 
@@ -75,11 +77,11 @@ def test_a_nostr_sdk_requester_verifies_and_chats_over_nip17(
     job = request.id().to_hex()
     trust = Trust(simulated_roots=(node.sim_root.read_bytes(),))
 
-    async def scenario() -> tuple[str, list[list[str]], bool]:
+    async def scenario() -> tuple[str, list[list[str]], bool, str]:
         async with RelayPool([relay.url]) as pool:
             sub = await pool.subscribe(
                 [
-                    Filter(kinds=(7000, 7100), tags=(Filter.tag("e", [job]),)),
+                    Filter(kinds=(7000, 7100, 6050), tags=(Filter.tag("e", [job]),)),
                     Filter(kinds=(1059,), tags=(Filter.tag("p", [me]),)),
                 ]
             )
@@ -139,8 +141,13 @@ def test_a_nostr_sdk_requester_verifies_and_chats_over_nip17(
                         break
             await pool.publish(wrap("/end"))
             destroyed = False
+            result = ""
             async with asyncio.timeout(60):
                 async for event in sub:
+                    if event.kind == 6050 and event.pubkey == container:
+                        result = nostr_sdk.nip44_decrypt(
+                            keys.secret_key(), receiver, _theirs(event).content()
+                        )
                     if event.kind == 7000 and ["destroyed", "true"] in [
                         list(t) for t in event.tags
                     ]:
@@ -149,9 +156,10 @@ def test_a_nostr_sdk_requester_verifies_and_chats_over_nip17(
                             "success",
                         ]
                         break
-            return answer, cdvm_tags, destroyed
+            return answer, cdvm_tags, destroyed, result
 
-    answer, cdvm_tags, destroyed = asyncio.run(scenario())
+    answer, cdvm_tags, destroyed, result = asyncio.run(scenario())
     assert json.loads(answer)["outputs"]["y"]["data"] == [value]
+    assert json.loads(result) == [answer]  # a chat's result: the JSON array of its answers
     assert any(t[1] == "output" for t in cdvm_tags)
     assert destroyed
