@@ -14,6 +14,7 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -190,3 +191,70 @@ def test_garbage_http_raises_only_nip11_error(server: CannedHttpServer, raw: byt
 def test_garbage_documents_raise_only_nip11_error(raw: bytes) -> None:
     with contextlib.suppress(Nip11Error):
         parse_relay_information(raw)
+
+
+class _UnixHttpServer(socketserver.ThreadingUnixStreamServer):
+    """The canned server's handler on a UNIX socket (a sandbox's relay forwarder stands here)."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, path: str, handler: type[socketserver.BaseRequestHandler]) -> None:
+        super().__init__(path, handler)
+        self.response: bytes | None = b""
+        self.requests: list[bytes] = []
+        self.release = threading.Event()
+
+
+class _FirstBytes(socketserver.BaseRequestHandler):
+    server: _UnixHttpServer
+
+    def handle(self) -> None:
+        self.server.requests.append(self.request.recv(4096))
+
+
+@contextlib.contextmanager
+def _unix_server(
+    tmp_path: Path, handler: type[socketserver.BaseRequestHandler]
+) -> Iterator[_UnixHttpServer]:
+    srv = _UnixHttpServer(str(tmp_path / "relay.sock"), handler)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(timeout=5)
+
+
+def test_fetch_through_a_unix_socket_keeps_the_urls_request(tmp_path: Path) -> None:
+    with _unix_server(tmp_path, _Handler) as srv:
+        srv.response = ok(b"", DOC)
+        info = asyncio.run(
+            fetch_relay_information(
+                "ws://relay.invalid:7447/path", unix_path=str(tmp_path / "relay.sock")
+            )
+        )
+    assert info.name == "r"
+    assert srv.requests == [
+        (
+            b"GET /path HTTP/1.1\r\nHost: relay.invalid:7447\r\n"
+            b"Accept: application/nostr+json\r\nUser-Agent: cdvm\r\nConnection: close\r\n\r\n"
+        )
+    ]
+
+
+def test_wss_through_a_unix_socket_starts_tls_for_the_urls_host(tmp_path: Path) -> None:
+    with (
+        _unix_server(tmp_path, _FirstBytes) as srv,
+        pytest.raises(Nip11Error, match="failed: "),
+    ):
+        asyncio.run(
+            fetch_relay_information(
+                "wss://relay.invalid", unix_path=str(tmp_path / "relay.sock"), timeout_s=3
+            )
+        )
+    hello = srv.requests[0]
+    assert hello[0] == 0x16  # a TLS handshake record: the ClientHello
+    assert b"relay.invalid" in hello  # its server name indication is the URL's host
