@@ -1,7 +1,9 @@
 """The local launcher wing: one bubblewrap sandbox per job with the simulated PSP.
 
 Modules: ``launcher`` (:class:`~dvm.node.local.launcher.LocalLauncher`), ``sandbox`` (the
-bubblewrap argv), ``psp`` (the simulated AMD PSP on an inherited socket). See docs/node.md.
+bubblewrap argv), ``seccomp`` (its filter), ``relay_forwarder`` (the only way out of a job's
+private network namespace), ``psp`` (the simulated AMD PSP on an inherited socket). See
+docs/node.md.
 """
 
 from __future__ import annotations
