@@ -67,7 +67,7 @@ imports: setup
 
 # Every branch of these modules must be exercised: the verifier's core (issue 3) and the
 # requester's pure machine (issue 8).
-COVERAGE_FULL := attestation/snp/abi.py,attestation/snp/verify.py,attestation/snp/crl.py,attestation/snp/validate.py,attestation/binding.py,attestation/evidence.py,attestation/verification.py,attestation/chain_cache.py,attestation/simulated/*,dvm/client/machine.py,dvm/client/record.py
+COVERAGE_FULL := attestation/snp/abi.py,attestation/snp/agent_evidence.py,attestation/snp/verify.py,attestation/snp/crl.py,attestation/snp/validate.py,attestation/binding.py,attestation/evidence.py,attestation/verification.py,attestation/chain_cache.py,attestation/simulated/*,dvm/client/machine.py,dvm/client/record.py
 
 # pytest exits 5 when it collected nothing: that is a failure here, as is any other non-zero code.
 pytest: setup debs
