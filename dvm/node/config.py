@@ -17,34 +17,32 @@ group/other permission bits, i.e. mode 0600 or 0400), and, for the local launche
 file exists and matches its ``sha256`` (the container checks it again before loading). Under
 Kubernetes the models are baked into the job image at ``/models/<name>``
 (container/Containerfile): the node announces name, runner and sha256 from the config and
-never needs the files. :func:`load_secret_key` reads the nsec.
+never needs the files. :func:`load_secret_key` reads the nsec. The ``[[models]]`` entries are
+:mod:`dvm.node.models`; the typed key readers :mod:`dvm.node.config_fields`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from container.launch import Limits, ModelSpec, RunnerKind
-from dvm.cdvm.params import ParamError, check_default
+from container.launch import Limits
 from dvm.nostr.errors import NostrError
-from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip19 import decode_npub, decode_nsec
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind
 
+from .config_fields import boolean, integer, number, resolve_path, table, text
 from .errors import ConfigError
-from .kubernetes.pod import MODELS_DIR, KubernetesConfig, parse_kubernetes_config
+from .kubernetes.pod import KubernetesConfig, parse_kubernetes_config
+from .models import ModelConfig, check_model_files, parse_model, sha256_file
 
 __all__ = [
     "LauncherConfig",
@@ -59,7 +57,6 @@ __all__ = [
     "sha256_file",
 ]
 
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DEFAULT_SIMULATED_DIR = "~/.config/cdvm/simulated-tee"
 _DEFAULT_NAME = "confidential-dvm provider"
 _DEFAULT_ABOUT = "AI jobs in a fresh confidential container per job"
@@ -75,28 +72,6 @@ _LAUNCHER_TEES = {
     LauncherKind.LOCAL: frozenset({TeeKind.SIMULATED}),
     LauncherKind.KUBERNETES: frozenset({TeeKind.SEV_SNP, TeeKind.SEV_SNP_NVIDIA_H100}),
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ModelConfig:
-    """One served model. ``path`` is the file on the node (local launcher) or, under
-    Kubernetes, where the job image holds it (``/models/<name>``; not on the node's disk)."""
-
-    name: str
-    runner: RunnerKind
-    path: Path
-    sha256: str
-    defaults: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-    def spec(self) -> ModelSpec:
-        """The launch contract's model (docs/launch.md §1), ``path`` still the node's."""
-        return ModelSpec(
-            name=self.name,
-            runner=self.runner,
-            path=str(self.path),
-            sha256=self.sha256,
-            defaults=dict(self.defaults),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,58 +146,6 @@ class NodeConfig:
         return None
 
 
-# --- field readers: each names its key in the error --------------------------------------
-
-
-def _table(
-    data: Mapping[str, Any], key: str, where: str, allowed: frozenset[str]
-) -> dict[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"config key {where} must be a table")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise ConfigError(f"config table {where} has unknown key(s): {', '.join(unknown)}")
-    return value
-
-
-def _str(data: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
-    if key not in data:
-        if default is None:
-            raise ConfigError(f"config key {where}.{key} is required")
-        return default
-    value = data[key]
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"config key {where}.{key} must be a non-empty string")
-    return value
-
-
-def _int(data: Mapping[str, Any], key: str, where: str, default: int, *, low: int = 1) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"config key {where}.{key} must be an integer >= {low}")
-    return value
-
-
-def _num(data: Mapping[str, Any], key: str, where: str, default: float) -> float:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"config key {where}.{key} must be a positive number")
-    return float(value)
-
-
-def _bool(data: Mapping[str, Any], key: str, where: str, *, default: bool) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"config key {where}.{key} must be true or false")
-    return value
-
-
-def _path(base_dir: Path, text: str) -> Path:
-    path = Path(text).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
 def _relays(data: Mapping[str, Any]) -> tuple[str, ...]:
     relays = data.get("relays")
     if not isinstance(relays, list) or not relays:
@@ -288,26 +211,25 @@ _LIMITS = frozenset(
         "max_output_tokens",
     }
 )
-_MODEL = frozenset({"name", "runner", "path", "sha256", "defaults"})
 
 
 def _limits(data: Mapping[str, Any]) -> LimitsConfig:
-    raw = _table(data, "limits", "limits", _LIMITS)
+    raw = table(data, "limits", "limits", _LIMITS)
     d = LimitsConfig()
     w = "limits"
     limits = LimitsConfig(
-        max_concurrent_jobs=_int(raw, "max_concurrent_jobs", w, d.max_concurrent_jobs),
-        rate_limit_burst=_int(raw, "rate_limit_burst", w, d.rate_limit_burst),
-        rate_limit_per_minute=_num(raw, "rate_limit_per_minute", w, d.rate_limit_per_minute),
-        min_pow_bits=_int(raw, "min_pow_bits", w, d.min_pow_bits, low=0),
+        max_concurrent_jobs=integer(raw, "max_concurrent_jobs", w, d.max_concurrent_jobs),
+        rate_limit_burst=integer(raw, "rate_limit_burst", w, d.rate_limit_burst),
+        rate_limit_per_minute=number(raw, "rate_limit_per_minute", w, d.rate_limit_per_minute),
+        min_pow_bits=integer(raw, "min_pow_bits", w, d.min_pow_bits, low=0),
         allowed_requesters=_requesters(raw.get("allowed_requesters")),
-        max_request_bytes=_int(raw, "max_request_bytes", w, d.max_request_bytes),
-        attestation_timeout_s=_num(raw, "attestation_timeout_s", w, d.attestation_timeout_s),
-        idle_timeout_s=_num(raw, "idle_timeout_s", w, d.idle_timeout_s),
-        deadline_s=_num(raw, "deadline_s", w, d.deadline_s),
-        grace_s=_num(raw, "grace_s", w, d.grace_s),
-        max_input_bytes=_int(raw, "max_input_bytes", w, d.max_input_bytes),
-        max_output_tokens=_int(raw, "max_output_tokens", w, d.max_output_tokens),
+        max_request_bytes=integer(raw, "max_request_bytes", w, d.max_request_bytes),
+        attestation_timeout_s=number(raw, "attestation_timeout_s", w, d.attestation_timeout_s),
+        idle_timeout_s=number(raw, "idle_timeout_s", w, d.idle_timeout_s),
+        deadline_s=number(raw, "deadline_s", w, d.deadline_s),
+        grace_s=number(raw, "grace_s", w, d.grace_s),
+        max_input_bytes=integer(raw, "max_input_bytes", w, d.max_input_bytes),
+        max_output_tokens=integer(raw, "max_output_tokens", w, d.max_output_tokens),
     )
     if limits.min_pow_bits > 256:
         raise ConfigError("config key limits.min_pow_bits must be at most 256")
@@ -315,9 +237,9 @@ def _limits(data: Mapping[str, Any]) -> LimitsConfig:
 
 
 def _launcher(data: Mapping[str, Any], base_dir: Path) -> LauncherConfig:
-    raw = _table(data, "launcher", "launcher", _LAUNCHER)
+    raw = table(data, "launcher", "launcher", _LAUNCHER)
     d = LauncherConfig()
-    kind_text = _str(raw, "kind", "launcher", d.kind.value)
+    kind_text = text(raw, "kind", "launcher", d.kind.value)
     try:
         kind = LauncherKind(kind_text)
     except ValueError:
@@ -334,11 +256,11 @@ def _launcher(data: Mapping[str, Any], base_dir: Path) -> LauncherConfig:
         raise ConfigError("config key launcher.runtime_root must be a non-empty string")
     return LauncherConfig(
         kind=kind,
-        allow_unsandboxed=_bool(raw, "allow_unsandboxed", "launcher", default=False),
-        bwrap=_str(raw, "bwrap", "launcher", d.bwrap),
-        runtime_root=_path(base_dir, root) if root is not None else None,
-        memory_bytes=_int(raw, "memory_bytes", "launcher", d.memory_bytes, low=64 * 1024**2),
-        cpu_time_s=_int(raw, "cpu_time_s", "launcher", d.cpu_time_s),
+        allow_unsandboxed=boolean(raw, "allow_unsandboxed", "launcher", default=False),
+        bwrap=text(raw, "bwrap", "launcher", d.bwrap),
+        runtime_root=resolve_path(base_dir, root) if root is not None else None,
+        memory_bytes=integer(raw, "memory_bytes", "launcher", d.memory_bytes, low=64 * 1024**2),
+        cpu_time_s=integer(raw, "cpu_time_s", "launcher", d.cpu_time_s),
     )
 
 
@@ -359,7 +281,7 @@ def _kubernetes_launcher(raw: Mapping[str, Any], base_dir: Path) -> LauncherConf
         raise ConfigError("config key launcher.kubernetes must be a table")
     kube = parse_kubernetes_config(table)
     if kube.kubeconfig is not None:  # a path like every other: relative to the config file
-        kube = dataclasses.replace(kube, kubeconfig=str(_path(base_dir, kube.kubeconfig)))
+        kube = dataclasses.replace(kube, kubeconfig=str(resolve_path(base_dir, kube.kubeconfig)))
     return LauncherConfig(kind=LauncherKind.KUBERNETES, kubernetes=kube)
 
 
@@ -373,7 +295,7 @@ _WHY_NOT = {
 
 
 def _tee(data: Mapping[str, Any], base_dir: Path, launcher: LauncherConfig) -> TeeConfig:
-    raw = _table(data, "tee", "tee", _TEE)
+    raw = table(data, "tee", "tee", _TEE)
     kinds = raw.get("kinds")
     if not isinstance(kinds, list) or not kinds:
         raise ConfigError("config key tee.kinds must be a non-empty list of TEE kinds")
@@ -394,60 +316,8 @@ def _tee(data: Mapping[str, Any], base_dir: Path, launcher: LauncherConfig) -> T
             "launcher.kubernetes.gpu_runtime_class is not set (for example "
             "kata-qemu-nvidia-gpu-snp); GPU jobs could never start"
         )
-    simulated_dir = _str(raw, "simulated_dir", "tee", _DEFAULT_SIMULATED_DIR)
-    return TeeConfig(tuple(dict.fromkeys(kinds)), _path(base_dir, simulated_dir))
-
-
-def _model_path(
-    raw: Mapping[str, Any], where: str, name: str, base_dir: Path, *, in_image: bool
-) -> Path:
-    if not in_image:
-        return _path(base_dir, _str(raw, "path", where))
-    # Under Kubernetes the job image holds the model (baked in by digest); a path on the node
-    # would be a setting nobody reads, so only the in-image path itself is accepted.
-    image_path = f"{MODELS_DIR}/{name}"
-    if "path" in raw and raw["path"] != image_path:
-        raise ConfigError(
-            f"config key {where}.path: under the kubernetes launcher the model is baked into "
-            f"the job image at {image_path}; remove path (or set it to {image_path!r})"
-        )
-    return Path(image_path)
-
-
-def _model(
-    raw: object, index: int, base_dir: Path, max_output_tokens: int, *, in_image: bool
-) -> ModelConfig:
-    where = f"models[{index}]"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config key {where} must be a table")
-    unknown = sorted(set(raw) - _MODEL)
-    if unknown:
-        raise ConfigError(f"config table {where} has unknown key(s): {', '.join(unknown)}")
-    name = _str(raw, "name", where)
-    if not _MODEL_NAME.fullmatch(name):
-        raise ConfigError(f"config key {where}.name must match {_MODEL_NAME.pattern}")
-    try:
-        runner = RunnerKind(_str(raw, "runner", where))
-    except ValueError:
-        raise ConfigError(f"config key {where}.runner must be 'llama' or 'onnx'") from None
-    sha256 = _str(raw, "sha256", where)
-    if not is_hex64(sha256):
-        raise ConfigError(f"config key {where}.sha256 must be 64 lowercase hex characters")
-    defaults = raw.get("defaults", {})
-    if not isinstance(defaults, dict):
-        raise ConfigError(f"config key {where}.defaults must be a table")
-    for key, value in defaults.items():
-        try:
-            check_default(key, value, max_output_tokens=max_output_tokens)
-        except ParamError as exc:
-            raise ConfigError(f"config key {where}.defaults.{key}: {exc}") from None
-    return ModelConfig(
-        name=name,
-        runner=runner,
-        path=_model_path(raw, where, name, base_dir, in_image=in_image),
-        sha256=sha256,
-        defaults=MappingProxyType(dict(defaults)),
-    )
+    simulated_dir = text(raw, "simulated_dir", "tee", _DEFAULT_SIMULATED_DIR)
+    return TeeConfig(tuple(dict.fromkeys(kinds)), resolve_path(base_dir, simulated_dir))
 
 
 def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
@@ -455,7 +325,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
     unknown = sorted(set(data) - _TOP)
     if unknown:
         raise ConfigError(f"config has unknown top-level key(s): {', '.join(unknown)}")
-    node = _table(data, "node", "node", _NODE)
+    node = table(data, "node", "node", _NODE)
     launcher = _launcher(data, base_dir)
     limits = _limits(data)
     raw_models = data.get("models")
@@ -463,7 +333,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
         raise ConfigError("config key models must list at least one [[models]] table")
     in_image = launcher.kind is LauncherKind.KUBERNETES
     models = tuple(
-        _model(raw, i, base_dir, limits.max_output_tokens, in_image=in_image)
+        parse_model(raw, i, base_dir, limits.max_output_tokens, in_image=in_image)
         for i, raw in enumerate(raw_models)
     )
     names = [m.name for m in models]
@@ -473,29 +343,22 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
     if not isinstance(identifier, str):
         raise ConfigError("config key node.identifier must be a string")
     return NodeConfig(
-        key_file=_path(base_dir, _str(node, "key_file", "node")),
-        data_dir=_path(base_dir, _str(node, "data_dir", "node")),
+        key_file=resolve_path(base_dir, text(node, "key_file", "node")),
+        data_dir=resolve_path(base_dir, text(node, "data_dir", "node")),
         relays=_relays(node),
         models=models,
         tee=_tee(data, base_dir, launcher),
         launcher=launcher,
         limits=limits,
-        name=_str(node, "name", "node", _DEFAULT_NAME),
-        about=_str(node, "about", "node", _DEFAULT_ABOUT),
+        name=text(node, "name", "node", _DEFAULT_NAME),
+        about=text(node, "about", "node", _DEFAULT_ABOUT),
         identifier=identifier,
         kinds=_kinds(node),
-        since_lookback_s=_int(node, "since_lookback_s", "node", 60, low=0),
+        since_lookback_s=integer(node, "since_lookback_s", "node", 60, low=0),
     )
 
 
 # --- files ---------------------------------------------------------------------------------
-
-
-def sha256_file(path: Path) -> str:
-    """The file's SHA-256, hex (streamed; raises OSError): the node's check at start, whose
-    error names both hashes; the container checks again before loading (``check_model_file``)."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _check_key_file(path: Path) -> None:
@@ -513,20 +376,6 @@ def _check_key_file(path: Path) -> None:
         )
 
 
-def _check_models(config: NodeConfig) -> None:
-    if config.launcher.kind is LauncherKind.KUBERNETES:
-        return  # the files are in the job image; the container checks each sha256 there
-    for index, model in enumerate(config.models):
-        if not model.path.is_file():
-            raise ConfigError(f"config key models[{index}].path: {model.path} is not a file")
-        actual = sha256_file(model.path)
-        if actual != model.sha256:
-            raise ConfigError(
-                f"config key models[{index}].sha256: {model.path} hashes to {actual}, "
-                f"not the configured {model.sha256}; refusing to serve it"
-            )
-
-
 def load_config(path: Path) -> NodeConfig:
     """Read, parse and check ``path``: the key file's mode and (local) every model's sha256."""
     try:
@@ -537,7 +386,8 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     config = parse_config(data, base_dir=path.resolve().parent)
     _check_key_file(config.key_file)
-    _check_models(config)
+    if config.launcher.kind is LauncherKind.LOCAL:
+        check_model_files(config.models)  # under Kubernetes the files are in the job image
     return config
 
 
