@@ -50,7 +50,6 @@ __all__ = [
     "kill_process_group",
     "parse_handle",
     "private_network_here",
-    "private_network_usable",
     "process_handle",
     "process_start_time",
     "rlimits_preexec",
@@ -183,32 +182,9 @@ def seccomp_memfd(program: bytes) -> int:
     return fd
 
 
-def private_network_usable(bwrap: str, seccomp_fd: int) -> bool:
-    """True if ``bwrap`` can run a process in a new network namespace under the filter here."""
-    probe = [
-        bwrap,
-        "--unshare-user",
-        "--unshare-pid",
-        "--unshare-net",
-        "--ro-bind",
-        "/",
-        "/",
-        "--seccomp",
-        str(seccomp_fd),
-        "--",
-        "/bin/true",
-    ]
-    try:
-        done = subprocess.run(  # noqa: S603 - fixed argv
-            probe, capture_output=True, timeout=20, check=False, pass_fds=(seccomp_fd,)
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-def bubblewrap_usable(bwrap: str) -> bool:
-    """True if ``bwrap`` exists, can make user and pid namespaces and loads our seccomp filter."""
+def bubblewrap_usable(bwrap: str, *, private_network: bool = False) -> bool:
+    """True if ``bwrap`` exists, can make user and pid namespaces (and a network namespace
+    with ``private_network``) and loads our seccomp filter: it runs ``/bin/true`` so."""
     path = shutil.which(bwrap)
     if path is None:
         return False
@@ -216,8 +192,9 @@ def bubblewrap_usable(bwrap: str) -> bool:
         fd = seccomp_memfd(build_filter(native_arch()))
     except (OSError, SandboxUnavailable):
         return False
-    probe = [path, "--unshare-user", "--unshare-pid", "--ro-bind", "/", "/"]
-    probe += ["--seccomp", str(fd), "--", "/bin/true"]
+    probe = [path, "--unshare-user", "--unshare-pid"]
+    probe += ["--unshare-net"] if private_network else []
+    probe += ["--ro-bind", "/", "/", "--seccomp", str(fd), "--", "/bin/true"]
     try:
         done = subprocess.run(probe, capture_output=True, timeout=20, check=False, pass_fds=(fd,))  # noqa: S603 - fixed argv
     except (OSError, subprocess.TimeoutExpired):
@@ -229,14 +206,7 @@ def bubblewrap_usable(bwrap: str) -> bool:
 
 def private_network_here(bwrap: str) -> bool:
     """True if jobs can run in a private network namespace here (``bwrap --unshare-net``)."""
-    path = shutil.which(bwrap)
-    if path is None:
-        return False
-    fd = seccomp_memfd(build_filter(native_arch()))
-    try:
-        return private_network_usable(path, fd)
-    finally:
-        os.close(fd)
+    return bubblewrap_usable(bwrap, private_network=True)
 
 
 def apply_rlimits(*, memory_bytes: int, cpu_time_s: int) -> None:
