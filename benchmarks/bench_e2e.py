@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dvm.cli.embedded_relay import RelaySettings, relay_command, write_config
 from dvm.client import (
     Chat,
     JobFailed,
@@ -43,7 +44,6 @@ from dvm.client import (
     submit,
     trust_simulated_roots,
 )
-from dvm.cli.embedded_relay import RelaySettings, relay_command, write_config
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_nsec
 

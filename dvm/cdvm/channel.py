@@ -30,12 +30,13 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .chunks import DEFAULT_CHUNK_BUDGET_BYTES, parse_chunk_tag, split_message
 from dvm.nostr.errors import CodecError
 from dvm.nostr.event import UnsignedEvent
 from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey
 from dvm.nostr.nip17 import CHAT_KIND
+
+from .chunks import DEFAULT_CHUNK_BUDGET_BYTES, parse_chunk_tag, split_message
 
 __all__ = [
     "CDVM_TAG",

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from container.inbox import Accepted, Ended, Ignored, Inbox, Pending, Refused
-from dvm.nostr import nip44, nip59
 from dvm.cdvm.channel import ChannelError, build_end, build_input, build_ready
+from dvm.nostr import nip44, nip59
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import SecretKey
 
