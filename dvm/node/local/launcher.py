@@ -31,7 +31,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -42,7 +41,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import container
@@ -51,26 +50,23 @@ from attestation.simulated import SimulatedTee, load_or_mint, measure_runtime, r
 from container.launch import (
     EvidenceSource,
     JobSpec,
-    StatusLine,
     build_job_spec,
-    parse_status_line,
 )
 
 from ..config import LauncherConfig, NodeConfig
 from ..errors import LaunchError, SandboxUnavailable
-from ..launcher import ExitInfo, LaunchRequest
+from ..launcher import LaunchRequest
 from . import psp
+from .job import LocalJob, wait_until
 from .relay_forwarder import RelayForwarder
 from .sandbox import (
     MODELS_MOUNT,
     SandboxPlan,
     bubblewrap_usable,
     bwrap_argv,
-    group_alive,
     kill_process_group,
     parse_handle,
     private_network_here,
-    process_handle,
     process_start_time,
     rlimits_preexec,
     sandbox_env,
@@ -82,9 +78,6 @@ __all__ = ["LocalJob", "LocalLauncher", "bubblewrap_usable", "default_runtime_ro
 
 _log = logging.getLogger(__name__)
 _SCRATCH_PREFIX = "cdvm-job-"
-_STDERR_LINE_CHARS = 2000
-_GONE_POLL_S = 0.02
-_GONE_WAIT_S = 5.0
 
 
 def default_runtime_root() -> Path:
@@ -106,127 +99,6 @@ def stage_runtime(root: Path, dest: Path) -> bytes:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(root / relative, target)
     return measure_runtime(dest)
-
-
-class LocalJob:
-    """One running container process (a :class:`~dvm.node.launcher.LaunchedJob`)."""
-
-    def __init__(
-        self,
-        *,
-        job_id: str,
-        process: asyncio.subprocess.Process,
-        psp_task: asyncio.Task[None],
-        scratch: Path | None,
-        kill_after_s: float,
-        forwarder: RelayForwarder | None = None,
-    ) -> None:
-        self.job_id = job_id
-        self._process = process
-        self._psp_task = psp_task
-        self._forwarder = forwarder
-        self._scratch = scratch
-        self._killed = False
-        self._handle = process_handle(process.pid)
-        self._stderr_task = asyncio.create_task(self._log_stderr())
-        self._deadline_task = asyncio.create_task(self._kill_at(kill_after_s))
-
-    @property
-    def handle(self) -> str:
-        return self._handle
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    async def _kill_at(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        _log.warning("job %s: deadline + grace reached, killing its container", self.job_id)
-        await self.kill()
-
-    async def _log_stderr(self) -> None:
-        stream = self._process.stderr
-        if stream is None:  # pragma: no cover - launch always pipes stderr
-            return
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # a line over the stream limit: skip it
-                continue
-            if not line:
-                return
-            text = line.decode("utf-8", "replace").rstrip()[:_STDERR_LINE_CHARS]
-            _log.debug("job %s container: %s", self.job_id, text)
-
-    async def status_lines(self) -> AsyncIterator[StatusLine]:
-        stream = self._process.stdout
-        if stream is None:  # pragma: no cover - launch always pipes stdout
-            return
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:
-                _log.warning("job %s: over-long stdout line ignored", self.job_id)
-                continue
-            if not line:
-                return
-            try:
-                yield parse_status_line(line.strip())
-            except ValueError as exc:
-                _log.warning("job %s: ignored stdout line (%s)", self.job_id, exc)
-
-    async def kill(self) -> None:
-        self._killed = True
-        kill_process_group(self._process.pid)
-
-    async def wait(self) -> ExitInfo:
-        code = await self._process.wait()
-        self._deadline_task.cancel()
-        self._psp_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._psp_task
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._deadline_task
-        if self._forwarder is not None:
-            await self._forwarder.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stderr_task, timeout=_GONE_WAIT_S)
-        # Anything the container left in its process group goes too (unsandboxed case).
-        kill_process_group(self._process.pid)
-        gone = await _until(lambda: not group_alive(self._process.pid))
-        scratch_gone = True
-        if self._scratch is not None:
-            # The container makes its own scratch inside $TMPDIR (this directory) and deletes
-            # it; whatever is left there is a leftover, removed here and reported.
-            leftovers = list(self._scratch.iterdir()) if self._scratch.exists() else []
-            if leftovers:
-                _log.warning(
-                    "job %s: the container left %d entries in its scratch; removing them",
-                    self.job_id,
-                    len(leftovers),
-                )
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            scratch_gone = not self._scratch.exists()
-        destroyed = gone and scratch_gone
-        _log.info(
-            "job %s: container exited (%s), destroyed=%s",
-            self.job_id,
-            "killed" if self._killed else f"code {code}",
-            destroyed,
-        )
-        return ExitInfo(
-            exit_code=None if self._killed else code, killed=self._killed, destroyed=destroyed
-        )
-
-
-async def _until(check: Callable[[], bool], *, timeout_s: float = _GONE_WAIT_S) -> bool:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not check():
-        if loop.time() > deadline:
-            return False
-        await asyncio.sleep(_GONE_POLL_S)
-    return True
 
 
 def _changed(pid: int, start: int) -> bool:
@@ -459,7 +331,7 @@ class LocalLauncher:
                 continue  # gone, or the pid now names another process: leave it alone
             _log.warning("job %s: killing the orphaned container of a previous run", job_id)
             kill_process_group(pid)
-            await _until(functools.partial(_changed, pid, start))
+            await wait_until(functools.partial(_changed, pid, start))
             killed.append(job_id)
         return killed
 
