@@ -151,7 +151,7 @@ def verify_attestation(
         "signed by the container key C named in the provider's feedback",
         f"certificate chain {snp.signer.value} -> ASK -> ARK up to {root}",
         "report signature, VEK extensions (TCB, chip id) and policy (no debug, no migration agent)",
-        "REPORT_DATA = C || SHA-256(claims): the report binds this container key to the claims",
+        "REPORT_DATA = hex SHA-256(domain || C || claims): the report binds C to the claims",
         "claims.job, claims.nonce and claims.provider equal our request; claims.pubkey equals C",
         f"TEE kind {verified.tee} as requested, model {att.claims.model.name!r} as requested",
     ]
