@@ -35,12 +35,14 @@ from container.outbox import sign_attestation
 from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, report_data
 from dvm.cdvm.pod_contract import build_initdata
 from dvm.client import AttestationRefused, Verification, verify_attestation
+from dvm.client.pins import Pins
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip90 import JobRequest, build_job_request, parse_job_request
 
 from .fake_attestation_agent import FakeAttestationAgent, running_agent
 
 IMAGE = "registry.example/cdvm/job@sha256:" + "ab" * 32
+MODEL_SHA256 = "c" * 64
 PROVIDER = SecretKey(bytes.fromhex("22" * 32)).public_key
 
 
@@ -69,7 +71,7 @@ def _job() -> Job:
         job=request.id,
         nonce=request.nonce,
         provider=request.provider,
-        model=ModelClaim("gemma", "c" * 64),
+        model=ModelClaim("gemma", MODEL_SHA256),
         runtime=RuntimeClaim("0.1.0", IMAGE),
     )
     initdata = build_initdata(job_id=request.id, provider=request.provider, image=IMAGE, gpu=False)
@@ -125,6 +127,12 @@ def _verify(job: Job, evidence: list[dict[str, object]], tee: SimulatedTee) -> V
         policy=DEFAULT_POLICY,
         trust=_trust(tee),
         now=datetime.now(UTC),
+        trusted_images=(IMAGE,),
+        # The requester's pins (fail closed without them): the runtime's measurement, the model.
+        pins=Pins(
+            measurements=frozenset({tee.measurement.hex()}),
+            model_sha256s=frozenset({MODEL_SHA256}),
+        ),
     )
 
 
