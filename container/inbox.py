@@ -30,9 +30,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from dvm.nostr import nip59
 from dvm.cdvm.channel import ChannelError, MessageKind, parse_channel_rumor
 from dvm.cdvm.chunks import ChunkBuffer, parse_chunk_tag
+from dvm.nostr import nip59
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event
 from dvm.nostr.keys import PublicKey, SecretKey
