@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from container.launch import Limits
+from dvm.cdvm.tee import CONFIDENTIAL_CONTAINER_TEES, is_gpu_job
 from dvm.nostr.errors import NostrError
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip19 import decode_npub, decode_nsec
@@ -70,7 +71,7 @@ class LauncherKind(StrEnum):
 #: Which TEE kinds each launcher can offer.
 _LAUNCHER_TEES = {
     LauncherKind.LOCAL: frozenset({TeeKind.SIMULATED}),
-    LauncherKind.KUBERNETES: frozenset({TeeKind.SEV_SNP, TeeKind.SEV_SNP_NVIDIA_H100}),
+    LauncherKind.KUBERNETES: CONFIDENTIAL_CONTAINER_TEES,
 }
 
 
@@ -310,9 +311,10 @@ def _tee(data: Mapping[str, Any], base_dir: Path, launcher: LauncherConfig) -> T
                 f"{', '.join(sorted(offered))}, not {kind[:32]!r}{why}"
             )
     kube = launcher.kubernetes
-    if TeeKind.SEV_SNP_NVIDIA_H100 in kinds and kube is not None and not kube.offers_gpu:
+    gpu_kinds = sorted(kind for kind in kinds if is_gpu_job(kind))
+    if gpu_kinds and kube is not None and not kube.offers_gpu:
         raise ConfigError(
-            f"config key tee.kinds offers {TeeKind.SEV_SNP_NVIDIA_H100.value} but "
+            f"config key tee.kinds offers {', '.join(gpu_kinds)} but "
             "launcher.kubernetes.gpu_runtime_class is not set (for example "
             "kata-qemu-nvidia-gpu-snp); GPU jobs could never start"
         )
