@@ -11,14 +11,18 @@ pod and what the node and the requester rebuild to check a report's HOST_DATA (t
 image digest and GPU flag give the same bytes (pinned by a known-answer test), so the requester
 rebuilds the document the launcher used and compares byte for byte (:func:`verify_job_initdata`).
 The document names the job and the provider, so a report of one job never verifies for another,
-and its agent policy
+and its agent policy (:mod:`dvm.cdvm.agent_policy`, default deny) admits only this job's pod:
 
-* pins the workload image (``io.kubernetes.cri.image-name`` and the guest-pull storage source)
-  to the digest reference, the command, a non-root user and a read-only root filesystem;
-* refuses exec, attach (stdin, TTY) and reading the workload's stdout/stderr, policy
-  replacement, tracing, metrics, swap, guest clock and RNG writes from the host;
-* admits only the environment the launcher sets, and only a job spec whose request id and
-  provider are the ones named here.
+* a sandbox with no guest hooks, no kernel modules, no shared PID namespace, only the shm
+  storage, named after the job (:func:`job_pod_name`);
+* the pause container and the workload container, the latter pinned to the image digest
+  (annotation and guest-pull source), the command, uid/gid 10001, no capability, no OCI hook,
+  a read-only root, a refusing seccomp filter, the pod's mounts only, the environment the
+  launcher sets with a job spec naming this job and this provider, and a GPU only for a GPU job;
+* copies of only the hosts, hostname, resolv.conf and termination-log files, as regular
+  non-executable files;
+* no exec, attach, stdout/stderr reads, policy replacement, tracing, metrics, swap, guest
+  clock or RNG writes, and nothing on the guest's loopback network.
 
 Errors are :mod:`attestation`'s (``ParseError`` for a malformed job id, provider or image
 reference, ``BindingMismatch`` for another job's document), like the initdata checks they feed.
@@ -26,20 +30,27 @@ reference, ``BindingMismatch`` for another job's document), like the initdata ch
 
 from __future__ import annotations
 
+import json
 import re
 
 from attestation.errors import BindingMismatch, ParseError
 from attestation.initdata import INITDATA_VERSION, parse_initdata, verify_initdata
 from dvm.nostr.hex64 import HEX64_PATTERN, is_hex64
 
+from .agent_policy import render_agent_policy
+
 __all__ = [
     "JOB_SPEC_ENV",
+    "SCRATCH_MOUNT",
+    "SCRATCH_VOLUME",
     "WORKLOAD_COMMAND",
+    "WORKLOAD_CONTAINER",
     "WORKLOAD_ENV",
     "WORKLOAD_UID",
     "agent_policy",
     "build_initdata",
     "check_image_reference",
+    "job_pod_name",
     "verify_job_initdata",
 ]
 
@@ -54,10 +65,19 @@ WORKLOAD_ENV = (
     "PYTHONUNBUFFERED=1",
     "PYTHONNOUSERSITE=1",
 )
-#: Variables whose value cannot change what runs (set by the base image or the kubelet).
-_FREE_ENV_NAMES = ("HOSTNAME", "LANG", "PYTHON_VERSION", "PYTHON_SHA256", "GPG_KEY")
+#: Variables whose value cannot change what runs (set by the base image); ``HOSTNAME`` is
+#: admitted only as the pod's name.
+_FREE_ENV_NAMES = ("LANG", "PYTHON_VERSION", "PYTHON_SHA256", "GPG_KEY")
 #: The environment variable that carries the job spec (docs/launch.md §1; container/__main__.py).
 JOB_SPEC_ENV = "CDVM_JOB_SPEC"
+#: The workload container's name and its one volume, the pod's memory-backed scratch
+#: (dvm/node/kubernetes/pod.py builds the pod with these; the agent policy pins them).
+WORKLOAD_CONTAINER = "job"
+SCRATCH_VOLUME = "scratch"
+SCRATCH_MOUNT = "/tmp"  # noqa: S108 - the pod's private memory-backed scratch, not a host path
+#: Where Kata mounts a memory-backed emptyDir in the guest (its name appended): an ephemeral
+#: storage (genpolicy-settings.json ``emptyDir_memory``).
+_SCRATCH_GUEST_PATH = "/run/kata-containers/sandbox/ephemeral/"
 
 # OCI distribution reference, restricted: a registry host (with a dot or a port, or localhost),
 # a lowercase path, no tag, and a sha256 digest. No normalisation can change such a name, so the
@@ -90,164 +110,44 @@ def _hex_field(value: str, what: str) -> str:
     return value
 
 
-def _rego_string(value: str) -> str:
-    # Only called with checked hex / image references / constants: no quote or backslash.
-    return '"' + value + '"'
+def _rego(value: str | int | bool | tuple[str, ...] | frozenset[str]) -> str:
+    # Only called with checked hex / image references / constants: json.dumps of such a
+    # string is also a Rego string literal (no quote or backslash to escape).
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | str):
+        return json.dumps(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    return "{" + ", ".join(json.dumps(v) for v in sorted(value)) + "}"
 
 
-def _rego_array(values: tuple[str, ...]) -> str:
-    return "[" + ", ".join(_rego_string(v) for v in values) + "]"
-
-
-_ALWAYS = {
-    "CreateSandboxRequest": True,
-    "DestroySandboxRequest": True,
-    "GetOOMEventRequest": True,
-    "GuestDetailsRequest": True,
-    "OnlineCPUMemRequest": True,
-    "MemHotplugByProbeRequest": True,
-    "RemoveContainerRequest": True,
-    "RemoveStaleVirtiofsShareMountsRequest": True,
-    "SignalProcessRequest": True,
-    "StartContainerRequest": True,
-    "StatsContainerRequest": True,
-    "WaitProcessRequest": True,
-    # Networking is the host's anyway (the channel is end-to-end encrypted).
-    "AddARPNeighborsRequest": True,
-    "ListInterfacesRequest": True,
-    "ListRoutesRequest": True,
-    "UpdateInterfaceRequest": True,
-    "UpdateRoutesRequest": True,
-    # Decided by the rules below.
-    "CreateContainerRequest": False,
-    "CopyFileRequest": False,
-    "PullImageRequest": False,
-    # exec, attach and logs: the operator must not reach into the workload.
-    "ExecProcessRequest": False,
-    "ReadStreamRequest": False,
-    "WriteStreamRequest": False,
-    "CloseStdinRequest": False,
-    "TtyWinResizeRequest": False,
-    # The policy cannot be replaced from outside, nor the guest inspected or steered.
-    "SetPolicyRequest": False,
-    "AllowRequestsFailingPolicy": False,
-    "StartTracingRequest": False,
-    "StopTracingRequest": False,
-    "GetMetricsRequest": False,
-    "AddSwapRequest": False,
-    "SetGuestDateTimeRequest": False,
-    "ReseedRandomDevRequest": False,
-    "PauseContainerRequest": False,
-    "ResumeContainerRequest": False,
-    "UpdateContainerRequest": False,
-    "UpdateEphemeralMountsRequest": False,
-}
-
-_MOUNTS = (
-    "/proc",
-    "/dev",
-    "/dev/pts",
-    "/dev/mqueue",
-    "/dev/shm",  # noqa: S108 - a mount point the policy admits, not a temp file
-    "/dev/termination-log",
-    "/sys",
-    "/sys/fs/cgroup",
-    "/etc/hosts",
-    "/etc/hostname",
-    "/etc/resolv.conf",
-    "/tmp",  # noqa: S108 - the pod's memory-backed scratch mount point
-)
+def job_pod_name(job_id: str) -> str:
+    """``cdvm-job-`` and the first 40 hex digits of the job id: the pod's name and hostname."""
+    return f"cdvm-job-{job_id[:40]}"
 
 
 def agent_policy(*, job_id: str, provider: str, image: str, gpu: bool = False) -> str:
-    """The Rego agent policy of one job (package ``agent_policy``)."""
+    """The Rego agent policy of one job (package ``agent_policy``; :mod:`.agent_policy`)."""
     _hex_field(job_id, "job id")
     _hex_field(provider, "provider")
     check_image_reference(image)
-    defaults = "\n".join(
-        f"default {name} := {'true' if value else 'false'}" for name, value in _ALWAYS.items()
-    )
-    devices = (
-        'every d in input.devices { startswith(d.container_path, "/dev/nvidia") }\n'
-        '    every d in input.OCI.Linux.Devices { startswith(d.Path, "/dev/nvidia") }'
-        if gpu
-        else "count(input.devices) == 0\n    count(input.OCI.Linux.Devices) == 0"
-    )
-    # The Rego comment below names the module's former home on purpose: the text is part of
-    # the initdata bytes, so editing it would change HOST_DATA for every job and make this
-    # version's requesters refuse pods launched by the previous version's nodes (and back).
-    return f"""package agent_policy
-
-# cdvm/1 agent policy for one job, generated by attestation/initdata.py (do not edit: the
-# requester rebuilds this document byte for byte and checks HOST_DATA against its digest).
-
-import future.keywords.every
-import future.keywords.if
-import future.keywords.in
-
-{defaults}
-
-image := {_rego_string(image)}
-job := {_rego_string(job_id)}
-provider := {_rego_string(provider)}
-command := {_rego_array(WORKLOAD_COMMAND)}
-uid := {WORKLOAD_UID}
-env_exact := {{{", ".join(_rego_string(e) for e in WORKLOAD_ENV)}}}
-env_free := {{{", ".join(_rego_string(n) for n in _FREE_ENV_NAMES)}}}
-mounts := {{{", ".join(_rego_string(m) for m in _MOUNTS)}}}
-
-PullImageRequest if {{
-    input.image == image
-}}
-
-CopyFileRequest if {{
-    startswith(input.path, "/run/kata-containers/shared/containers/")
-    not contains(input.path, "..")
-}}
-
-CreateContainerRequest if {{
-    input.OCI.Annotations["io.kubernetes.cri.container-type"] == "sandbox"
-    count([s | some s in input.storages; s.driver == "image_guest_pull"]) == 0
-}}
-
-CreateContainerRequest if {{
-    annotations := input.OCI.Annotations
-    annotations["io.kubernetes.cri.container-type"] == "container"
-    annotations["io.kubernetes.cri.image-name"] == image
-    pulls := [s | some s in input.storages; s.driver == "image_guest_pull"]
-    count(pulls) == 1
-    every s in pulls {{ s.source == image }}
-    every s in input.storages {{ s.driver in {{"image_guest_pull", "ephemeral"}} }}
-    input.OCI.Root.Readonly == true
-    input.OCI.Process.Args == command
-    input.OCI.Process.User.UID == uid
-    input.OCI.Process.Terminal == false
-    every m in input.OCI.Mounts {{ m.destination in mounts }}
-    every e in input.OCI.Process.Env {{ allowed_env(e) }}
-    count([e | some e in input.OCI.Process.Env; startswith(e, "{JOB_SPEC_ENV}=")]) == 1
-    {devices}
-}}
-
-allowed_env(e) if {{
-    e in env_exact
-}}
-
-allowed_env(e) if {{
-    name := split(e, "=")[0]
-    name in env_free
-}}
-
-allowed_env(e) if {{
-    startswith(e, "KUBERNETES_")
-}}
-
-allowed_env(e) if {{
-    startswith(e, "{JOB_SPEC_ENV}=")
-    spec := json.unmarshal(substring(e, {len(JOB_SPEC_ENV) + 1}, -1))
-    spec.request.id == job
-    spec.provider == provider
-}}
-"""
+    constants: list[tuple[str, str]] = [
+        ("image", _rego(image)),
+        ("job", _rego(job_id)),
+        ("provider", _rego(provider)),
+        ("pod_name", _rego(job_pod_name(job_id))),
+        ("container_name", _rego(WORKLOAD_CONTAINER)),
+        ("command", _rego(WORKLOAD_COMMAND)),
+        ("uid", _rego(WORKLOAD_UID)),
+        ("env_exact", _rego(frozenset(WORKLOAD_ENV))),
+        ("env_free", _rego(frozenset(_FREE_ENV_NAMES))),
+        ("job_spec_prefix", _rego(JOB_SPEC_ENV + "=")),
+        ("scratch_mount", _rego(SCRATCH_MOUNT)),
+        ("scratch_source", _rego(_SCRATCH_GUEST_PATH + SCRATCH_VOLUME)),
+        ("gpu", _rego(gpu)),
+    ]
+    return render_agent_policy(constants)
 
 
 def build_initdata(*, job_id: str, provider: str, image: str, gpu: bool = False) -> bytes:
