@@ -12,7 +12,11 @@ never share a container key.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import secrets
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from tests.integration.conftest import RelayFactory, RelayProcess
 from .conftest import (
     GEMMA_NAME,
     ONNX_NAME,
+    REPO,
     Model,
     Node,
     NodeFactory,
@@ -76,8 +81,8 @@ def test_onnx_oneshot_and_chat_keep_the_canary_inside(
     node = node_factory(relays, [onnx_model])
     canary_a, canary_b, canary_c = (_canary_number() for _ in range(3))
 
-    oneshot = run_cli(
-        "submit", *job_args(node, relays, ONNX_NAME, "--prompt", _tensor(canary_a, 7), "--json")
+    oneshot = run_cli(  # the input on standard input, the default
+        "submit", *job_args(node, relays, ONNX_NAME, "--json"), stdin=_tensor(canary_a, 7)
     )
     assert oneshot.returncode == 0, oneshot.stderr + node.log_text()[-3000:]
     doc = json.loads(oneshot.stdout)
@@ -89,7 +94,7 @@ def test_onnx_oneshot_and_chat_keep_the_canary_inside(
     assert doc["verified"]["claims"]["job"] == doc["job"]
     assert doc["verified"]["claims"]["pubkey"] == doc["container"]
     assert doc["verified"]["claims"]["provider"] == node.key.public_key.hex()
-    assert oneshot.stderr == ""  # --json is quiet
+    assert oneshot.stderr == ""  # --json is quiet (and stdin draws no --prompt warning)
     assert _wait_no_children(node) == []
 
     chat = run_cli(
@@ -148,7 +153,7 @@ def test_gemma_oneshot_and_chat(
 
 def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     missing = run_cli("submit", "--provider", "npub1x", "--relay", "ws://127.0.0.1:1")
-    assert missing.returncode == 2  # argparse: --model and an input are required
+    assert missing.returncode == 2  # argparse: --model is required
     bad_provider = run_cli(
         "submit",
         "--provider",
@@ -217,6 +222,33 @@ def test_cli_times_out_with_exit_3_when_no_provider_answers(relay: RelayProcess)
     assert result.returncode == 3, result.stderr
     assert "timeout" in result.stderr
     assert "[1/6] request published" in result.stderr
+    # --prompt still works, and says the text was visible to other local users
+    assert result.stderr.startswith("cdvm submit: warning: --prompt puts the input on the ")
+    assert "/proc/PID/cmdline" in result.stderr
+
+
+def test_cli_submit_with_a_terminal_and_no_input_is_a_usage_error() -> None:
+    """Nothing given and stdin a terminal: nobody is typing, so say how instead of waiting."""
+    main, terminal = pty.openpty()
+    try:
+        result = subprocess.run(
+            [
+                *(sys.executable, "-m", "dvm.cli", "submit"),
+                *("--provider", "ab" * 32, "--relay", "ws://127.0.0.1:1", "--model", "m"),
+            ],
+            stdin=terminal,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=REPO,
+        )
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert result.returncode == 2, result.stderr
+    assert "no input: pipe it on standard input (echo TEXT | cdvm submit" in result.stderr
+    assert "--input FILE" in result.stderr
 
 
 def test_cli_refuses_an_untrusted_simulated_root_with_exit_1(
