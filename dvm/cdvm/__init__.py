@@ -5,8 +5,9 @@ built on it: ``kind7100`` (the attestation event and its claims), ``channel`` (t
 the encrypted conversation) and ``chunks`` (splitting long messages), ``params`` (the one table
 of generation parameters that the node's admission and the container's runner both apply),
 ``tee`` (what each TEE kind implies: GPU, Confidential Containers, the evidence it needs),
-``pod_contract`` (the per-job pod: workload, agent policy, initdata) and ``jobcheck`` (the one
-"this kind-7100 event attests this job" check, run by the node and by the requester).
+``pod_contract`` (the per-job pod: workload, agent policy, initdata), ``agent_policy`` (the
+Rego rules of that policy) and ``jobcheck`` (the one "this kind-7100 event attests this job"
+check, run by the node and by the requester).
 """
 
 from __future__ import annotations
