@@ -236,15 +236,20 @@ class ModelHash:
 
 @dataclass(frozen=True, slots=True)
 class SourceRef:
-    """Where the measured code comes from: a repository and a commit (git SHA-1 or SHA-256)."""
+    """Where the measured code comes from: a repository and a commit (git SHA-1 or SHA-256).
+
+    ``commit`` may be None only in a simulated release (a development tree without a commit).
+    """
 
     repository: str
-    commit: str
+    commit: str | None
 
     def __post_init__(self) -> None:
         _text(self.repository, "source.repository")
-        if not isinstance(self.commit, str) or not _COMMIT.fullmatch(self.commit):
-            raise CodecError("source.commit must be 40 or 64 lowercase hex characters")
+        if self.commit is not None and (
+            not isinstance(self.commit, str) or not _COMMIT.fullmatch(self.commit)
+        ):
+            raise CodecError("source.commit must be 40 or 64 lowercase hex characters or null")
 
 
 def _tcb_floor_dict(floor: TcbFloor) -> dict[str, int | None]:
@@ -335,6 +340,8 @@ def _check_values(values: ReferenceValues) -> None:
     if len({(m.name, m.sha256) for m in values.models}) != len(values.models):
         raise CodecError("models lists a model twice")
     if runs_in_confidential_containers(values.tee):
+        if values.source.commit is None:
+            raise CodecError(f"a {values.tee} release must name its source commit")
         if not values.images:
             raise CodecError(f"a {values.tee} release must name its job image(s)")
         for entry in values.measurements:
@@ -445,8 +452,8 @@ def _parse_parts(tags: Tags, content: str) -> ReferenceValues:
     if not all(isinstance(i, str) for i in images):
         raise CodecError("runtime.images must be strings")
     source = _exact(body["source"], frozenset({"repository", "commit"}), "source")
-    if not isinstance(source["commit"], str):
-        raise CodecError("source.commit must be 40 or 64 lowercase hex characters")
+    if source["commit"] is not None and not isinstance(source["commit"], str):
+        raise CodecError("source.commit must be 40 or 64 lowercase hex characters or null")
     return ReferenceValues(
         release=release,
         tee=_text(tee, "'tee' tag", 64),

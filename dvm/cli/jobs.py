@@ -49,6 +49,8 @@ from dvm.nostr.nip59 import GIFT_WRAP_KIND, WRAP_KIND_EPHEMERAL
 from dvm.nostr.nip90 import FeedbackStatus, TeeKind
 from dvm.relay import RelayError
 
+from .pinning import add_pin_arguments, pins_from_args, with_references
+
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "register"]
 
 EXIT_OK = 0
@@ -118,6 +120,7 @@ def _options(args: argparse.Namespace) -> JobOptions:
         policy=load_policy_file(Path(args.policy)) if args.policy else DEFAULT_POLICY,
         trust=trust,
         trusted_images=tuple(args.trust_image),
+        pins=pins_from_args(args),
         timeouts=Timeouts.uniform(args.timeout),
         wrap_kind=args.wrap_kind,
         result_to_requester=args.keep_result_readable,
@@ -145,6 +148,7 @@ def _report(outcome: JobOutcome, *, as_json: bool) -> None:
 def _run(args: argparse.Namespace, body: str) -> int:
     try:
         options = _options(args)
+        options = asyncio.run(with_references(options, command=body, quiet=args.json))
         identity = _identity(args.key)
         if body == "submit":
             return asyncio.run(_submit(args, options, identity))
@@ -270,8 +274,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="DIGEST_REF",
         help=(
-            "sev-snp jobs: accept only this job image, registry/name@sha256:<64 hex> "
-            "(repeatable; tags refused; default: any image, with a warning)"
+            "sev-snp jobs: pin this job image, registry/name@sha256:<64 hex> "
+            "(repeatable; tags refused; or a trusted publisher's reference values)"
         ),
     )
     parser.add_argument(
@@ -296,6 +300,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=WRAP_KIND_EPHEMERAL,
         help="gift wrap kind for the channel (default 21059, 1059 for NIP-17 storage)",
     )
+
+    add_pin_arguments(parser)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

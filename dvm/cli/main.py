@@ -1,9 +1,9 @@
 """The ``cdvm`` command: the parser, and the two subcommands small enough to live here.
 
 ``keygen`` (a new Nostr key into a 0600 file) and ``relay`` (the embedded development relay in
-the foreground) are here; ``attest``, ``submit``/``chat``, ``serve`` and ``demo`` register
-themselves from their modules. Exit codes: 0 ok, 1 failure, 2 usage. ``sys.exit`` is called
-here and nowhere else.
+the foreground) are here; ``attest``, ``submit``/``chat``, ``refs``, ``trust``, ``serve`` and
+``demo`` register themselves from their modules. Exit codes: 0 ok, 1 failure, 2 usage.
+``sys.exit`` is called here and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 from dvm.cli.attest import register as register_attest
 from dvm.cli.demo import register as register_demo
 from dvm.cli.jobs import register as register_job_commands
+from dvm.cli.refs import register as register_refs
 from dvm.cli.serve import register as register_serve
+from dvm.cli.trust import register as register_trust
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub, encode_nsec
 
@@ -67,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
 
     register_attest(sub)
     register_job_commands(sub)
+    register_refs(sub)
+    register_trust(sub)
     register_serve(sub)
     register_demo(sub)
     return parser

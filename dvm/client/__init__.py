@@ -7,7 +7,8 @@ Both refuse to send anything unless the container's attestation verifies
 
 Inside: a pure job state machine (``machine.py``, its vocabulary ``events.py`` and its bookkeeping
 ``record.py``), the asyncio shell that performs its actions (``session.py`` over
-``transport.py``), the channel reader (``reader.py``), the attestation check (``verify.py``),
+``transport.py``), the channel reader (``reader.py``), the attestation check (``verify.py``)
+with the requester's pins (``pins.py``, pure; reference values fetched by ``references.py``),
 options, outcome and errors.
 """
 
@@ -31,7 +32,9 @@ from .options import (
     trust_simulated_roots,
 )
 from .outcome import JobOutcome, describe_verification, outcome_to_json
+from .pins import PinKind, Pins
 from .reader import Answers, ChannelReader
+from .references import fetch_references
 from .session import Chat, JobSession, submit
 from .verify import Verification, verify_attestation
 
@@ -49,11 +52,14 @@ __all__ = [
     "JobSession",
     "NotPublished",
     "OptionsError",
+    "PinKind",
+    "Pins",
     "ProgressListener",
     "Step",
     "Timeouts",
     "Verification",
     "describe_verification",
+    "fetch_references",
     "load_policy_file",
     "outcome_to_json",
     "submit",

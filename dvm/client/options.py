@@ -10,7 +10,9 @@ error). ``trust`` starts with the pinned AMD roots only: simulated evidence is r
 simulated root is added on purpose with :func:`trust_simulated_roots`. ``trusted_images`` pins the
 job image of ``sev-snp`` jobs: digest references ``registry/name@sha256:<64 hex>`` only
 (:func:`attestation.initdata.check_image_reference`; a tag is a pointer its owner can move, so it
-is a usage error); empty means any image is accepted and the verification says so.
+is a usage error). ``pins`` (:class:`~dvm.client.pins.Pins`) are the requester's pins of the
+measurement, image and model sha256 (explicit, or trusted publishers' reference values): the
+default pins nothing, so every job is refused until the requester chooses (fail closed).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from dvm.nostr.nip59 import GIFT_WRAP_KINDS, WRAP_KIND_EPHEMERAL
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind
 
 from .errors import OptionsError
+from .pins import Pins
 
 __all__ = [
     "RESERVED_PARAMS",
@@ -111,8 +114,10 @@ class JobOptions:
     #: ["result-to", U]: the stored result stays readable by U (default: by S only, which is
     #: wiped after the job, so a later leak of U reveals no past result; docs/protocol.md §6)
     result_to_requester: bool = False
-    #: job images (digest references) a sev-snp container may run; empty: any, with a warning
+    #: job images (digest references) a sev-snp container may run (added to ``pins.images``)
     trusted_images: tuple[str, ...] = ()
+    #: what the requester pinned (dvm.client.pins); the default pins nothing and refuses every job
+    pins: Pins = field(default_factory=Pins)
     progress: ProgressListener = _no_progress
 
     def __post_init__(self) -> None:

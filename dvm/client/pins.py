@@ -39,8 +39,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from attestation.errors import AttestationError
 from attestation.snp.abi import Product, TcbVersion
 from attestation.snp.validate import TcbFloor
+from dvm.cdvm.pod_contract import check_image_reference
 from dvm.cdvm.refs import PublishedReference
 from dvm.cdvm.tee import runs_in_confidential_containers
 from dvm.nostr.errors import NostrError
@@ -121,6 +123,14 @@ class Pins:
                 raise OptionsError(
                     f"--measurement {str(value)[:100]!r} is not 96 lowercase hex characters"
                 )
+        for image in self.images:
+            try:
+                check_image_reference(image)
+            except AttestationError:
+                raise OptionsError(
+                    f"--trust-image {str(image)[:120]!r} is not a digest reference "
+                    "registry.example/name@sha256:<64 hex> (tags are refused: a tag can be moved)"
+                ) from None
         for value in self.model_sha256s:
             if not is_hex64(value):
                 raise OptionsError(
@@ -176,6 +186,8 @@ class PinReport:
     reasons: tuple[str, ...]
     checks: tuple[str, ...]
     notes: tuple[str, ...] = field(default=())
+    #: a trusted reference's minimum TCB was compared with the reported TCB
+    tcb_floor_checked: bool = False
 
     def pin(self, kind: PinKind) -> ValuePin | None:
         return next((v for v in self.values if v.kind is kind), None)
@@ -344,4 +356,4 @@ def match_pins(pins: Pins, observed: Observed) -> PinReport:
             "no reference values state a minimum TCB for this measurement: only the policy's "
             "min_tcb (--policy) applies"
         )
-    return PinReport(tuple(values), tuple(reasons), tuple(checks), tuple(notes))
+    return PinReport(tuple(values), tuple(reasons), tuple(checks), tuple(notes), bool(floors))

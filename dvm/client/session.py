@@ -208,6 +208,7 @@ class JobSession:
                 trust=opts.trust,
                 now=datetime.fromtimestamp(self._clock(), UTC),
                 trusted_images=opts.trusted_images,
+                pins=opts.pins,
             )
         except AttestationRefused as refused:
             return ev.VerificationRefused(refused)

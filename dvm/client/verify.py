@@ -25,13 +25,19 @@ the key we talk from, TEE kind, model name) and the container key C the provider
   report of another job, provider or image, or of a pod launched with a looser policy, is
   refused.
 
-The requester's own pin, checked here: with ``trusted_images`` the image of a Confidential
-Containers job must be one of them; without, the image is accepted and listed in the warnings
-(``image not pinned: ...``). Simulated jobs have no initdata and no image check.
+The requester's own pins, checked here once the evidence verified (:mod:`dvm.client.pins`, fail
+closed, every TEE kind): the measurement, the image (Confidential Containers jobs; simulated jobs
+run none) and the model sha256 must each be pinned -- by ``pins`` (explicit values, or reference
+values from trusted publishers, K of them) or ``trusted_images`` -- and the reported TCB must meet
+the minimum of every reference that vouched for the measurement. An unpinned value refuses the
+job (the reason names the flag and ``cdvm trust add``) unless its kind is in
+``pins.accept_unpinned`` (then an ``UNPINNED`` warning). Which flag or publisher pinned each
+value is in :attr:`Verification.checks` and :attr:`Verification.pins`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +52,7 @@ from dvm.nostr.event import Event
 from dvm.nostr.nip90 import JobRequest
 
 from .errors import AttestationRefused
+from .pins import Observed, PinReport, Pins, ValuePin, match_pins
 
 __all__ = ["CONFIDENTIAL_CONTAINER_TEES", "Verification", "expected_initdata", "verify_attestation"]
 
@@ -63,6 +70,8 @@ class Verification:
     measurement: str
     checks: tuple[str, ...]
     warnings: tuple[str, ...]
+    #: how each value was pinned (by flag, by which publishers), or accepted unpinned
+    pins: tuple[ValuePin, ...] = ()
 
     @property
     def label(self) -> str | None:
@@ -80,23 +89,15 @@ def expected_initdata(request: JobRequest, *, image: str) -> bytes:
     return job_initdata(job_id=request.id, provider=request.provider, image=image, tee=request.tee)
 
 
-@dataclass(frozen=True, slots=True)
-class _ImagePin:
-    reasons: tuple[str, ...]
-    notes: tuple[str, ...]
-    checks: tuple[str, ...]
+# Policy notes the pins answer: the measurement is always pinned here (or accepted unpinned,
+# which has its own note), and a reference's minimum TCB floors the reported TCB.
+_ANSWERED_BY_PINS = ("measurement not pinned",)
+_ANSWERED_BY_FLOOR = ("no TCB floor", "no floor on REPORTED_TCB")
 
 
-def _pin_image(image: str, trusted_images: Sequence[str]) -> _ImagePin:
-    if trusted_images and image not in trusted_images:
-        reason = (
-            f"claims.runtime.image {image[:200]!r} is not one of the trusted images "
-            f"({len(trusted_images)} given with --trust-image)"
-        )
-        return _ImagePin((reason,), (), ())
-    if trusted_images:
-        return _ImagePin((), (), (f"image {image} is one of the trusted images",))
-    return _ImagePin((), (f"image not pinned: {image[:200]} (pin it with --trust-image)",), ())
+def _policy_notes(notes: Sequence[str], pinned: PinReport) -> tuple[str, ...]:
+    answered = _ANSWERED_BY_PINS + (_ANSWERED_BY_FLOOR if pinned.tcb_floor_checked else ())
+    return tuple(n for n in notes if not n.startswith(answered))
 
 
 def verify_attestation(
@@ -108,12 +109,14 @@ def verify_attestation(
     trust: Trust,
     now: datetime,
     trusted_images: Sequence[str] = (),
+    pins: Pins | None = None,
 ) -> Verification:
     """Verify ``event`` for ``request`` and the container key ``container``; see the module.
 
-    ``trusted_images`` (digest references) pins ``claims.runtime.image`` of Confidential
-    Containers jobs; empty accepts any image with an ``image not pinned`` warning.
+    ``pins`` (default: none, which refuses every job) are the requester's pins;
+    ``trusted_images`` (digest references) are added to its images.
     """
+    chosen = pins or Pins()
     expected = ExpectedJob(
         job_id=request.id,
         provider=request.provider,
@@ -128,12 +131,6 @@ def verify_attestation(
     att = claimed.attestation
     if att is None:
         raise AttestationRefused(request.id, reasons, container=container)
-    pin = (
-        _pin_image(att.claims.runtime.image, trusted_images)
-        if runs_in_confidential_containers(request.tee)
-        else _ImagePin((), (), ())
-    )
-    reasons += pin.reasons
     evidence = check_evidence(att, expected, trust=trust, policy=policy, now=now)
     if evidence.kind_mismatch is not None:
         reasons.append(evidence.kind_mismatch)
@@ -142,6 +139,19 @@ def verify_attestation(
     if reasons or verified is None:
         raise AttestationRefused(request.id, reasons, container=container)
     snp = verified.snp
+    observed = Observed(
+        tee=request.tee,
+        measurement=snp.report.measurement.hex(),
+        product=snp.product,
+        reported_tcb=snp.report.reported_tcb,
+        model_sha256=att.claims.model.sha256,
+        image=att.claims.runtime.image if runs_in_confidential_containers(request.tee) else None,
+    )
+    pinned = match_pins(
+        dataclasses.replace(chosen, images=chosen.images | frozenset(trusted_images)), observed
+    )
+    if pinned.reasons:
+        raise AttestationRefused(request.id, pinned.reasons, container=container)
     root = (
         f"the explicitly trusted simulated root (ARK sha256 {snp.ark_sha256[:16]}…)"
         if verified.simulated
@@ -155,7 +165,7 @@ def verify_attestation(
         "claims.job, claims.nonce and claims.provider equal our request; claims.pubkey equals C",
         f"TEE kind {verified.tee} as requested, model {att.claims.model.name!r} as requested",
     ]
-    checks += pin.checks
+    checks += pinned.checks
     if evidence.initdata is not None:
         checks.append(
             "HOST_DATA = SHA-256 of this job's initdata (job, provider, image digest, agent "
@@ -172,5 +182,6 @@ def verify_attestation(
         claims=att.claims,
         measurement=snp.report.measurement.hex(),
         checks=tuple(checks),
-        warnings=(*pin.notes, *verified.warnings),
+        warnings=(*pinned.notes, *_policy_notes(verified.warnings, pinned)),
+        pins=pinned.values,
     )

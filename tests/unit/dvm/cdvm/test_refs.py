@@ -182,6 +182,7 @@ def test_product_given_as_text_is_normalised() -> None:
             "a model twice",
         ),
         ({"tee": "tdx"}, "tee must be one of"),
+        ({"source": SourceRef("https://example.org/x", None)}, "must name its source commit"),
         ({"release": ""}, "release"),
         ({"release": "a\x00b"}, "control characters"),
         ({"recipe": ""}, "recipe"),
@@ -194,6 +195,9 @@ def test_sev_snp_rules(change: dict[str, Any], message: str) -> None:
 
 
 def test_simulated_rules() -> None:
+    uncommitted = simulated_values(source=SourceRef("a development tree", None))
+    event = signed(build_reference_event(uncommitted, publisher=PUBLISHER.public_key, created_at=T))
+    assert parse_reference_event(event).values.source.commit is None
     with pytest.raises(CodecError, match="no job image"):
         simulated_values(images=(IMAGE,))
     twice = (LaunchMeasurement("cc" * 48), LaunchMeasurement("cc" * 48))

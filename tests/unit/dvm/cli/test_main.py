@@ -11,7 +11,7 @@ from dvm.cli import demo
 from dvm.cli.main import main
 
 REPO = Path(__file__).resolve().parents[4]
-SUBCOMMANDS = ("keygen", "relay", "attest", "submit", "chat", "serve", "demo")
+SUBCOMMANDS = ("keygen", "relay", "attest", "submit", "chat", "refs", "trust", "serve", "demo")
 
 
 def test_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

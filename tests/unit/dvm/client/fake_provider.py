@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import secrets
 import time
@@ -21,6 +22,7 @@ from dvm.cdvm.channel import MessageKind, OutputState, build_output, parse_chann
 from dvm.cdvm.chunks import ChunkBuffer, parse_chunk_tag
 from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.cdvm.pod_contract import build_initdata
+from dvm.client.pins import Pins
 from dvm.nostr import nip44
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
@@ -38,6 +40,12 @@ from dvm.nostr.nip90 import (
 from dvm.relay import RelayPool
 
 MODEL_SHA256 = "ab" * 32
+#: What a requester pins to accept this fake's containers: the model above and the measurement
+#: of the session's simulated TEE (tests/unit/dvm/client/conftest.py, SHA-384 of b"fake runtime").
+PINS = Pins(
+    measurements=frozenset({hashlib.sha384(b"fake runtime").hexdigest()}),
+    model_sha256s=frozenset({MODEL_SHA256}),
+)
 MEASUREMENT_OFFSET = 0x90  # AMD 56860 Table 23: MEASUREMENT, 48 bytes
 
 

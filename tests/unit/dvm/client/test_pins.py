@@ -119,6 +119,7 @@ def test_required_values_per_tee() -> None:
 @pytest.mark.parametrize("tee", ["simulated", "sev-snp", "sev-snp+nvidia-h100"])
 def test_no_pins_refuse_every_value_with_the_remedy(tee: str) -> None:
     report = match_pins(Pins(), observed(tee))
+    assert not report.tcb_floor_checked
     assert [v.pinned for v in report.values] == [False] * len(required_values(tee))
     assert len(report.reasons) == len(required_values(tee))
     measurement, *_ = report.reasons
@@ -287,6 +288,7 @@ def test_a_flag_pins_even_below_the_threshold() -> None:
 def test_tcb_must_meet_the_reference_minimum(floor: TcbFloor, ok: bool) -> None:
     ref = reference(ALICE, tee="sev-snp", floor=floor)
     report = match_pins(trusting(ref), observed("sev-snp"))
+    assert report.tcb_floor_checked
     assert (report.reasons == ()) is ok
     if not ok:
         assert report.reasons[0].startswith("reported TCB (bl=10 tee=0 snp=23 ucode=84) is below")
@@ -348,6 +350,7 @@ def test_latest_references_keeps_the_newest_per_address() -> None:
         ({"measurements": frozenset({"AA" * 48})}, "--measurement"),
         ({"measurements": frozenset({"aa" * 32})}, "--measurement"),
         ({"model_sha256s": frozenset({"xyz"})}, "--model-sha256"),
+        ({"images": frozenset({"registry.example/x:latest"})}, "--trust-image"),
         ({"trusted_publishers": frozenset({"00" * 32})}, "not a key"),
         ({"require_publishers": 0}, "--require-publishers"),
         ({"require_publishers": True}, "--require-publishers"),

@@ -6,6 +6,7 @@ check the client refuses with that reason and sends nothing to the container.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -29,6 +30,7 @@ from dvm.client import (
     submit,
     trust_simulated_roots,
 )
+from dvm.client.pins import PinKind
 from dvm.nostr import nip44
 from dvm.nostr.errors import DecryptionError
 from dvm.nostr.event import Event, UnsignedEvent
@@ -40,7 +42,7 @@ from dvm.relay import RelayPool
 from tests.integration.conftest import RelayProcess
 from tests.waiting import wait_for
 
-from .fake_provider import FakeProvider, Tamper
+from .fake_provider import PINS, FakeProvider, Tamper
 
 pytestmark = pytest.mark.relay
 
@@ -73,6 +75,7 @@ def _options(
         "trust": trust_simulated_roots([root]) if root else Trust(),
         "timeouts": Timeouts(attestation_s=15, answer_s=15, destroyed_s=15),
         "progress": lambda step, detail: steps.append((step, detail)),
+        "pins": PINS,
     }
     base.update(kw)
     return JobOptions(**base)  # type: ignore[arg-type]
@@ -241,21 +244,25 @@ def _coco_trust(sim_tee: SimulatedTee) -> Trust:
 
 
 @pytest.mark.asyncio
-async def test_a_coco_job_checks_host_data_and_notes_an_unpinned_image(
+async def test_a_coco_job_checks_host_data_and_notes_an_image_accepted_unpinned(
     relay: RelayProcess, sim_tee: SimulatedTee
 ) -> None:
     steps: list[tuple[Step, str]] = []
     tamper = Tamper(coco_image=_IMAGE)
+    pins = dataclasses.replace(PINS, accept_unpinned=frozenset({PinKind.IMAGE}))
     async with FakeProvider(relay.url, sim_tee, tamper=tamper) as provider:
         opts = _options(
-            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), steps=steps
+            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), steps=steps, pins=pins
         )
         outcome = await submit(opts, "hello")
     assert outcome.answer == "echo: hello"
     verified = [detail for step, detail in steps if step is Step.VERIFIED]
     assert len(verified) == 1
     assert "checked: HOST_DATA = SHA-256 of this job's initdata" in verified[0]
-    assert f"note: image not pinned: {_IMAGE}" in verified[0]
+    assert (
+        "note: UNPINNED image accepted (--accept-unpinned image): nothing you chose vouches for "
+        f"{_IMAGE}" in verified[0]
+    )
 
 
 @pytest.mark.asyncio
@@ -275,7 +282,8 @@ async def test_a_coco_job_outside_the_trusted_images_is_refused(
         with pytest.raises(AttestationRefused) as caught:
             await submit(opts, "secret input")
         await _only_the_probe_reaches(provider)
-    assert any(f"{_IMAGE!r} is not one of the trusted images" in r for r in caught.value.reasons)
+    (reason,) = caught.value.reasons
+    assert reason.startswith(f"image {_IMAGE} is not pinned: ")
 
 
 @pytest.mark.asyncio

@@ -21,7 +21,7 @@ from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip90 import JobRequest, build_job_request, parse_job_request
 
-from .fake_provider import FakeProvider, Tamper
+from .fake_provider import PINS, FakeProvider, Tamper
 
 
 def _request(provider: FakeProvider, *, model: str = "echo", tee: str = "simulated") -> JobRequest:
@@ -65,6 +65,7 @@ def _verify(
         policy=policy,
         trust=trust,
         now=now or datetime.now(UTC),
+        pins=PINS,
     )
 
 
@@ -84,6 +85,7 @@ def test_honest_attestation_verifies(sim_tee: SimulatedTee, trust: Trust) -> Non
         policy=DEFAULT_POLICY,
         trust=trust,
         now=datetime.now(UTC),
+        pins=PINS,
     )
     assert verification.container == container.public_key.hex()
     assert verification.job_id == request.id
@@ -91,7 +93,37 @@ def test_honest_attestation_verifies(sim_tee: SimulatedTee, trust: Trust) -> Non
     assert verification.measurement == sim_tee.measurement.hex()
     assert verification.claims.nonce == request.nonce
     assert any("REPORT_DATA" in c for c in verification.checks)
-    assert any("measurement not pinned" in w for w in verification.warnings)
+    # the measurement and the model are pinned (the policy's own note would be false)
+    assert f"measurement is pinned with --measurement: {sim_tee.measurement.hex()}" in (
+        verification.checks
+    )
+    assert any(
+        c.startswith("model sha256 is pinned with --model-sha256") for c in verification.checks
+    )
+    assert not any("measurement not pinned" in w for w in verification.warnings)
+
+
+def test_no_pins_refuse_an_honest_container_and_say_what_to_pin(
+    sim_tee: SimulatedTee, trust: Trust
+) -> None:
+    provider = FakeProvider("ws://127.0.0.1:1", sim_tee)
+    request = _request(provider)
+    event, container = _attest(provider, request)
+    with pytest.raises(AttestationRefused) as caught:
+        verify_attestation(
+            event,
+            request=request,
+            container=container.public_key.hex(),
+            policy=DEFAULT_POLICY,
+            trust=trust,
+            now=datetime.now(UTC),
+        )
+    measurement, model = caught.value.reasons
+    assert measurement.startswith(f"measurement {sim_tee.measurement.hex()} is not pinned")
+    assert "--measurement" in measurement
+    assert "cdvm trust add" in measurement
+    assert model.startswith("model sha256 ")
+    assert "--model-sha256" in model
 
 
 @pytest.mark.parametrize(

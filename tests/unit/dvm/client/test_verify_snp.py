@@ -28,6 +28,7 @@ from attestation.verification import Trust
 from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
 from dvm.cdvm.pod_contract import build_initdata
 from dvm.client import AttestationRefused, Verification, verify_attestation
+from dvm.client.pins import Pins
 from dvm.client.verify import expected_initdata
 from dvm.node.kubernetes.pod import KubernetesConfig, build_job_pod
 from dvm.nostr.event import Event
@@ -115,13 +116,21 @@ def trust(sim_tee: SimulatedTee) -> Trust:
     return _trust(sim_tee.chain.der("ark"))
 
 
+def _pins(sim_tee: SimulatedTee) -> Pins:
+    """The measurement and model this test's container shows (the image is pinned apart)."""
+    return Pins(
+        measurements=frozenset({sim_tee.measurement.hex()}),
+        model_sha256s=frozenset({MODEL_SHA256}),
+    )
+
+
 def _verify(
     sim_tee: SimulatedTee,
     trust: Trust,
     launch: Launch = Launch(),
     *,
     tee: str = "sev-snp",
-    trusted_images: tuple[str, ...] = (),
+    trusted_images: tuple[str, ...] = (IMAGE,),
 ) -> Verification:
     request = _request(tee=tee)
     event, container = _attest(sim_tee, request, launch)
@@ -133,6 +142,7 @@ def _verify(
         trust=trust,
         now=datetime.now(UTC),
         trusted_images=trusted_images,
+        pins=_pins(sim_tee),
     )
 
 
@@ -142,7 +152,7 @@ def _refused(
     launch: Launch,
     *,
     tee: str = "sev-snp",
-    trusted_images: tuple[str, ...] = (),
+    trusted_images: tuple[str, ...] = (IMAGE,),
 ) -> tuple[str, ...]:
     with pytest.raises(AttestationRefused) as caught:
         _verify(sim_tee, trust, launch, tee=tee, trusted_images=trusted_images)
@@ -156,7 +166,7 @@ def test_host_data_of_this_jobs_initdata_is_accepted(sim_tee: SimulatedTee, trus
     assert any(
         c.startswith("HOST_DATA = SHA-256 of this job's initdata") for c in verification.checks
     )
-    assert f"image not pinned: {IMAGE} (pin it with --trust-image)" in verification.warnings
+    assert f"image is pinned with --trust-image: {IMAGE}" in verification.checks
     # The policy note "HOST_DATA not pinned" would be false: the job's HOST_DATA was compared.
     assert not [w for w in verification.warnings if w.startswith("HOST_DATA")]
 
@@ -192,22 +202,25 @@ def test_a_gpu_job_expects_the_gpu_initdata(sim_tee: SimulatedTee, trust: Trust)
     assert any(r.startswith("HOST_DATA is not the digest") for r in without_gpu), without_gpu
 
 
-def test_an_image_outside_the_trusted_images_is_refused(
-    sim_tee: SimulatedTee, trust: Trust
+@pytest.mark.parametrize("images", [(OTHER_IMAGE,), ()], ids=["another-image", "no-image-pin"])
+def test_an_image_nobody_pinned_is_refused(
+    sim_tee: SimulatedTee, trust: Trust, images: tuple[str, ...]
 ) -> None:
-    reasons = _refused(sim_tee, trust, Launch(), trusted_images=(OTHER_IMAGE,))
-    assert any(
-        f"claims.runtime.image {IMAGE!r} is not one of the trusted images" in r for r in reasons
-    ), reasons
-    assert not [r for r in reasons if "HOST_DATA" in r]  # the report itself is this job's
+    reasons = _refused(sim_tee, trust, Launch(), trusted_images=images)
+    assert len(reasons) == 1, reasons  # the report itself is this job's: HOST_DATA is fine
+    assert reasons[0].startswith(f"image {IMAGE} is not pinned: ")
+    assert f"--trust-image {IMAGE}" in reasons[0]
+    assert "cdvm trust add" in reasons[0]
 
 
-def test_a_trusted_image_is_accepted_without_the_warning(
-    sim_tee: SimulatedTee, trust: Trust
-) -> None:
+def test_a_trusted_image_is_accepted_and_named(sim_tee: SimulatedTee, trust: Trust) -> None:
     verification = _verify(sim_tee, trust, trusted_images=(OTHER_IMAGE, IMAGE))
-    assert f"image {IMAGE} is one of the trusted images" in verification.checks
-    assert not [w for w in verification.warnings if w.startswith("image not pinned")]
+    assert f"image is pinned with --trust-image: {IMAGE}" in verification.checks
+    assert [p.kind.value for p in verification.pins if p.by_flag] == [
+        "measurement",
+        "image",
+        "model",
+    ]
 
 
 def test_a_tagged_image_claim_is_refused(sim_tee: SimulatedTee, trust: Trust) -> None:
@@ -230,6 +243,8 @@ def test_a_bundle_carrying_this_jobs_initdata_is_accepted(
         policy=DEFAULT_POLICY,
         trust=trust,
         now=datetime.now(UTC),
+        trusted_images=(IMAGE,),
+        pins=_pins(sim_tee),
     )
     assert any(c.startswith("HOST_DATA") for c in verification.checks)
 
@@ -260,10 +275,11 @@ def test_simulated_jobs_have_no_initdata_or_image_check(sim_tee: SimulatedTee) -
         trust=Trust(simulated_roots=(sim_tee.chain.pem("ark"),)),
         now=datetime.now(UTC),
         trusted_images=(IMAGE,),
+        pins=_pins(sim_tee),
     )
     assert verification.simulated
-    assert not [c for c in verification.checks if "HOST_DATA" in c or "trusted images" in c]
-    assert not [w for w in verification.warnings if w.startswith("image not pinned")]
+    assert not [c for c in verification.checks if "HOST_DATA" in c or "image" in c]
+    assert [p.kind.value for p in verification.pins] == ["measurement", "model"]
     assert "no initdata: HOST_DATA (the launch configuration) is not checked" in (
         verification.warnings
     )
