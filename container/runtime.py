@@ -14,6 +14,14 @@ the pool is closed, the key C is wiped, buffers are cleared, the scratch directo
 tempdir under ``$TMPDIR``, which is also ``$TMPDIR`` and Python's ``tempfile`` default while
 the job runs) is deleted. CPython cannot guarantee that wiped secrets leave no copy in freed
 memory; the real guarantee is the destroyed confidential VM.
+
+Why this module is over the ~400-line guide: it is the one object that performs every action
+of the machine, and those actions share four things that must never leave it (the relay pool,
+the one-time key C, the loaded runner and the scratch directory) plus one teardown that must
+see all of them. Splitting it would hand the key and the pool to a second object, which is the
+kind of copy this container exists to avoid; the pure parts already live elsewhere
+(:mod:`container.machine`, :mod:`container.inbox`, :mod:`container.outbox`,
+:mod:`container.streaming`).
 """
 
 from __future__ import annotations
