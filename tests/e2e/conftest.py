@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
+from attestation.simulated import measure_runtime
+from dvm.client import Pins
+from dvm.node.local.launcher import default_runtime_root
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub, encode_nsec
 from tests.integration.conftest import RelayProcess, stop_group
@@ -275,10 +279,44 @@ def run_cli(
     )
 
 
+def runtime_measurement() -> str:
+    """The simulated MEASUREMENT of this checkout's runtime: what the local launcher stages and
+    its containers report (``cdvm attest measure --simulated``)."""
+    return measure_runtime(default_runtime_root()).hex()
+
+
+def model_sha256(node: Node, model: str) -> str:
+    """The sha256 ``node``'s config gives the model named ``model``."""
+    config = tomllib.loads(node.config.read_text())
+    return next(str(m["sha256"]) for m in config.get("models", []) if m["name"] == model)
+
+
+def pins_for(node: Node, model: str) -> Pins:
+    """The requester's pins for a job on ``node``: the runtime measurement and the model."""
+    return Pins(
+        measurements=frozenset({runtime_measurement()}),
+        model_sha256s=frozenset({model_sha256(node, model)}),
+    )
+
+
+def pin_args(node: Node, model: str) -> list[str]:
+    """``--measurement`` and ``--model-sha256`` for a job on ``node``, and a trust file of our
+    own (none: the user's ~/.config/cdvm/trust.toml never counts in a test)."""
+    return [
+        "--measurement",
+        runtime_measurement(),
+        "--model-sha256",
+        model_sha256(node, model),
+        "--trust-config",
+        str(node.directory / "no-publishers.toml"),
+    ]
+
+
 def job_args(node: Node, relays: Sequence[RelayProcess], model: str, *extra: str) -> list[str]:
-    """The options ``cdvm submit`` / ``cdvm chat`` need for ``node``."""
+    """The options ``cdvm submit`` / ``cdvm chat`` need for ``node``, pins included."""
     args = ["--provider", node.npub, "--model", model, "--tee", "simulated"]
     args += ["--trust-simulated", str(node.sim_root), "--timeout", "120"]
+    args += pin_args(node, model)
     for relay in relays:
         args += ["--relay", relay.url]
     return [*args, *extra]

@@ -30,7 +30,7 @@ from dvm.relay import RelayPool, Subscription
 from tests.integration.conftest import RelayFactory
 from tests.waiting import wait_for
 
-from .conftest import ONNX_NAME, Model, NodeFactory
+from .conftest import ONNX_NAME, Model, NodeFactory, pins_for
 
 pytestmark = [pytest.mark.relay, pytest.mark.slow]
 
@@ -114,6 +114,7 @@ def test_forged_and_replayed_inputs_are_ignored_by_the_container(
         trust=trust_simulated_roots([node.sim_root]),
         timeouts=Timeouts(attestation_s=60, answer_s=60, destroyed_s=60),
         fresh_session=False,  # the test holds the session key to read every output itself
+        pins=pins_for(node, ONNX_NAME),
     )
 
     async def scenario() -> tuple[dict[str, str], Counter[str], list[str], int, str | None]:

@@ -24,7 +24,7 @@ from dvm.relay import RelayPool
 from tests.integration.conftest import RelayFactory
 from tests.waiting import wait_for_blocking
 
-from .conftest import ONNX_NAME, Model, Node, NodeFactory, job_args, run_cli
+from .conftest import ONNX_NAME, Model, Node, NodeFactory, job_args, pins_for, run_cli
 
 pytestmark = [pytest.mark.relay, pytest.mark.slow]
 
@@ -71,6 +71,7 @@ def test_a_node_restart_mid_job_does_not_launch_it_again(
         tee="simulated",
         trust=trust_simulated_roots([node.sim_root]),
         timeouts=Timeouts(attestation_s=60, answer_s=10, destroyed_s=5),
+        pins=pins_for(node, ONNX_NAME),
     )
 
     async def open_then_crash() -> tuple[str, str]:

@@ -20,7 +20,7 @@ from dvm.client import Chat, JobOptions, Timeouts, trust_simulated_roots
 from tests.integration.conftest import RelayFactory
 from tests.waiting import wait_for_blocking
 
-from .conftest import ONNX_NAME, Model, Node, NodeFactory, files_containing
+from .conftest import ONNX_NAME, Model, Node, NodeFactory, files_containing, pins_for
 
 pytestmark = [pytest.mark.relay, pytest.mark.slow]
 
@@ -54,6 +54,7 @@ def test_scratch_never_holds_the_canary_and_is_gone_after(
         tee="simulated",
         trust=trust_simulated_roots([node.sim_root]),
         timeouts=Timeouts(attestation_s=60, answer_s=60, destroyed_s=60),
+        pins=pins_for(node, ONNX_NAME),
     )
 
     async def scenario() -> tuple[list[Path], list[Path], bool]:
