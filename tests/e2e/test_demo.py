@@ -1,6 +1,7 @@
 """``cdvm demo`` (what `make demo` runs), through the installed console script as users run it: a
-real relay, a real node with the local launcher and the simulated TEE, Gemma 3 270M, one
-``cdvm submit`` and one two-message ``cdvm chat``."""
+real relay, a real node with the local launcher and the simulated TEE, Gemma 3 270M, reference
+values published by a demo publisher and trusted, one ``cdvm submit`` and one two-message
+``cdvm chat``."""
 
 from __future__ import annotations
 
@@ -31,4 +32,8 @@ def test_demo_runs_end_to_end(gemma_model: Model) -> None:
     assert out.count("SIMULATED: not confidential") >= 2
     assert out.count("container destroyed") == 2
     assert "checked: REPORT_DATA" in out
-    assert "==> 5. stopping the node and the relay" in out
+    assert "published reference values 37100:" in out
+    assert "trusted npub1" in out
+    assert "checked: measurement matches reference values published by npub1" in out
+    assert "checked: model sha256 matches reference values published by npub1" in out
+    assert "==> 6. stopping the node and the relay" in out
