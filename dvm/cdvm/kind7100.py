@@ -38,10 +38,11 @@ from typing import Any
 from attestation import binding
 from attestation.errors import AttestationError
 from attestation.evidence import EvidenceType
-from dvm.nostr.errors import CodecError, NostrError
+from dvm.nostr.errors import CodecError, JsonError, NostrError
 from dvm.nostr.event import Event, Tags, UnsignedEvent
 from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey
+from dvm.nostr.strict_json import parse_json
 
 __all__ = [
     "ATTESTATION_KIND",
@@ -305,9 +306,9 @@ def _parse_parts(signer: str, tags: Tags, content: str) -> _Parts:
     tee = _text(_one(tags, "tee"), "'tee' tag")
     expiration = _expiration(_one(tags, "expiration"))
     try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):
-        raise CodecError("attestation content is not JSON") from None
+        body = parse_json(content)
+    except JsonError as exc:
+        raise CodecError(f"attestation content is not JSON ({exc})") from None
     body = _exact_object(body, _CONTENT_KEYS, "attestation content")
     version = body["v"]
     if type(version) is not int or version != ATTESTATION_VERSION:

@@ -50,11 +50,12 @@ from typing import Any
 from attestation.errors import AttestationError
 from attestation.snp.abi import Product
 from attestation.snp.validate import TcbFloor
-from dvm.nostr.errors import CodecError
+from dvm.nostr.errors import CodecError, JsonError
 from dvm.nostr.event import Event, Tags, UnsignedEvent
 from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey
 from dvm.nostr.nip90 import TeeKind
+from dvm.nostr.strict_json import parse_json
 
 from .pod_contract import check_image_reference
 from .tee import runs_in_confidential_containers
@@ -439,9 +440,9 @@ def _parse_parts(tags: Tags, content: str) -> ReferenceValues:
     if len(content) > _MAX_CONTENT:
         raise CodecError(f"reference values content is over {_MAX_CONTENT} characters")
     try:
-        raw = json.loads(content)
-    except (ValueError, RecursionError):
-        raise CodecError("reference values content is not JSON") from None
+        raw = parse_json(content)
+    except JsonError as exc:
+        raise CodecError(f"reference values content is not JSON ({exc})") from None
     body = _exact(raw, _CONTENT_KEYS, "reference values content")
     if type(body["v"]) is not int or body["v"] != REFERENCE_VALUES_VERSION:
         raise CodecError("reference values version must be 1")

@@ -2,8 +2,9 @@
 
 Keys, NIP-01 events, NIP-19, NIP-44 v2 (and legacy NIP-04), NIP-59/NIP-17 gift wraps, the
 NIP-90/NIP-89 codecs, NIP-13, NIP-40 expiry, the 64-hex spelling (``hex64``) and relay
-messages. Nothing here opens a socket, reads a clock or draws randomness: those are parameters,
-supplied one layer up (``dvm.relay``, ``dvm.node``, ``dvm.client``). import-linter enforces it.
+messages, and the one strict JSON loader every parser uses (``strict_json``). Nothing here
+opens a socket, reads a clock or draws randomness: those are parameters, supplied one layer up
+(``dvm.relay``, ``dvm.node``, ``dvm.client``). import-linter enforces it.
 """
 
 from . import (
@@ -24,6 +25,7 @@ from . import (
     nip59,
     nip89,
     nip90,
+    strict_json,
 )
 from .errors import NostrError
 from .event import Event, UnsignedEvent
@@ -52,4 +54,5 @@ __all__ = [
     "nip59",
     "nip89",
     "nip90",
+    "strict_json",
 ]

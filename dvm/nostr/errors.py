@@ -12,6 +12,8 @@ plaintext::
     ├── EncryptionError        plaintext that cannot be encrypted (empty, too long)
     ├── UnwrapError            any NIP-59 gift-wrap / seal / rumor failure (one error to the peer)
     ├── CodecError             a cdvm/1, NIP-90, NIP-89 or chunk message that does not parse
+    ├── JsonError              text that is not strict JSON (``strict_json.parse_json``); every
+    │                          parser re-raises it as its own kind above
     ├── PowError               NIP-13 proof of work missing, too low, or a wrong commitment
     └── MessageError           a relay <-> client message that does not parse
 """
@@ -25,6 +27,7 @@ __all__ = [
     "EncryptionError",
     "EventError",
     "InvalidKeyError",
+    "JsonError",
     "MessageError",
     "NostrError",
     "PowError",
@@ -67,6 +70,11 @@ class UnwrapError(NostrError):
 
 class CodecError(NostrError):
     """A protocol message (NIP-90, NIP-89, cdvm/1 kind 7100, chunk tags) that does not parse."""
+
+
+class JsonError(NostrError):
+    """Text that is not strict JSON: not UTF-8, a lone surrogate, NaN, a huge number, too deep,
+    too large, or a repeated key (:mod:`dvm.nostr.strict_json`)."""
 
 
 class PowError(NostrError):

@@ -13,6 +13,13 @@ with no whitespace and NIP-01's minimal escaping. Python's ``json.dumps`` with
 ``ensure_ascii=False, separators=(",", ":")`` produces exactly that: it escapes ``"`` and ``\\``,
 ``\\b \\f \\n \\r \\t`` by name and the other control characters as ``\\u00XX``, and writes every
 other character (U+007F and non-ASCII included) literally, which is what NIP-01 specifies.
+
+Every string of an event (content and tag items) must be valid Unicode: a lone surrogate (a
+Python ``str`` can hold one, from ``"\\ud800"`` in JSON or from a caller) has no UTF-8 form, so
+the id could not be computed; it is refused with :class:`EventError` when the event is built,
+never later as a ``UnicodeEncodeError`` (issue 10). JSON text is read with
+:func:`dvm.nostr.strict_json.parse_json`, so ``from_json`` raises ``EventError`` and nothing
+else for any input.
 """
 
 from __future__ import annotations
@@ -23,9 +30,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import EventError, InvalidKeyError, SignatureError
+from .errors import EventError, InvalidKeyError, JsonError, SignatureError
 from .hex64 import is_hex64
 from .keys import PublicKey, SecretKey
+from .strict_json import has_surrogate, parse_json
 
 __all__ = ["MAX_KIND", "Event", "Tags", "UnsignedEvent", "serialize_for_id", "tags_from"]
 
@@ -46,17 +54,22 @@ def tags_from(tags: Iterable[Sequence[str]]) -> Tags:
             raise EventError("empty tag")
         if not all(isinstance(item, str) for item in items):
             raise EventError("tag items must be strings")
+        if any(has_surrogate(item) for item in items):
+            raise EventError("a tag item is not valid Unicode (lone surrogate)")
         frozen.append(items)
     return tuple(frozen)
 
 
 def serialize_for_id(pubkey: str, created_at: int, kind: int, tags: Tags, content: str) -> bytes:
-    """NIP-01 canonical serialization, the preimage of the event id."""
-    return json.dumps(
-        [0, pubkey, created_at, kind, [list(t) for t in tags], content],
-        ensure_ascii=False,
-        separators=(",", ":"),
-    ).encode("utf-8")
+    """NIP-01 canonical serialization, the preimage of the event id (EventError if not Unicode)."""
+    try:
+        return json.dumps(
+            [0, pubkey, created_at, kind, [list(t) for t in tags], content],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")
+    except UnicodeEncodeError:
+        raise EventError("the event is not valid Unicode (lone surrogate)") from None
 
 
 def _check_common(pubkey: str, created_at: int, kind: int, content: str) -> None:
@@ -70,6 +83,8 @@ def _check_common(pubkey: str, created_at: int, kind: int, content: str) -> None
         raise EventError("kind must be an integer in [0, 65535]")
     if not isinstance(content, str):
         raise EventError("content must be a string")
+    if has_surrogate(content):
+        raise EventError("content is not valid Unicode (lone surrogate)")
 
 
 class _TagAccess:
@@ -159,7 +174,7 @@ class UnsignedEvent(_TagAccess):
             )
         except KeyError as exc:
             raise EventError(f"event is missing field {exc.args[0]!r}") from None
-        if "id" in data and data["id"] != rumor.id:
+        if "id" in data and (not is_hex64(data["id"]) or data["id"] != rumor.id):
             raise EventError("rumor id does not match its content")
         return rumor
 
@@ -177,9 +192,9 @@ def _tags_field(data: Mapping[str, Any]) -> Tags:
 
 def _load_json_object(text: str | bytes) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise EventError("event is not valid JSON") from None
+        value = parse_json(text)
+    except JsonError as exc:
+        raise EventError(f"event is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise EventError("event must be a JSON object")
     return value
@@ -222,7 +237,7 @@ class Event(_TagAccess):
             )
         except KeyError as exc:
             raise EventError(f"event is missing field {exc.args[0]!r}") from None
-        if not isinstance(event_id, str) or len(event_id) != 64:
+        if not is_hex64(event_id):
             raise EventError("id must be 64 lowercase hex characters")
         if not isinstance(sig, str) or len(sig) != 128 or sig != sig.lower():
             raise EventError("sig must be 128 lowercase hex characters")

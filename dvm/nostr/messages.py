@@ -6,9 +6,12 @@ NIP-45: https://github.com/nostr-protocol/nips/blob/master/45.md
 
 Contract: ``parse_relay_message`` and ``parse_client_message`` take one websocket text frame and
 return a frozen, typed message or raise :class:`MessageError` -- and nothing else, whatever the
-input (a hypothesis test holds us to that). An ``EVENT`` message carries an :class:`Event`,
-which exists only after its id and signature verified; an event that does not verify makes the
-whole message a ``MessageError``. Every message has ``to_json()`` producing the wire form.
+input: lone surrogates (escaped or raw), bytes that are not UTF-8, deep nesting, huge numbers,
+``NaN``, repeated keys (:func:`dvm.nostr.strict_json.parse_json` reads every frame; hypothesis
+tests over raw JSON text hold us to that). Error messages name the check, never frame text.
+An ``EVENT`` message carries an :class:`Event`, which exists only after its id and signature
+verified; an event that does not verify makes the whole message a ``MessageError``. Every
+message has ``to_json()`` producing the wire form.
 
 ``OK`` and ``CLOSED`` carry a :class:`Reason`: the NIP-01 machine-readable prefix
 (``"invalid: event too large"`` -> ``ReasonPrefix.INVALID``, ``"event too large"``) when the
@@ -23,10 +26,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from .errors import MessageError, NostrError
+from .errors import JsonError, MessageError, NostrError
 from .event import Event
 from .filters import Filter
 from .hex64 import is_hex64
+from .strict_json import parse_json
 
 __all__ = [
     "ClientAuth",
@@ -238,9 +242,9 @@ ClientMessage = ClientEvent | ClientReq | ClientClose | ClientAuth | ClientCount
 
 def _load_array(text: str | bytes) -> list[Any]:
     try:
-        value = json.loads(text)
-    except (ValueError, RecursionError):
-        raise MessageError("message is not valid JSON") from None
+        value = parse_json(text)
+    except JsonError as exc:
+        raise MessageError(f"message is not valid JSON ({exc})") from None
     if not isinstance(value, list) or not value:
         raise MessageError("message must be a non-empty JSON array")
     if not isinstance(value[0], str):
@@ -293,7 +297,7 @@ def parse_relay_message(text: str | bytes) -> RelayMessage:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise MessageError("COUNT count must be a non-negative integer")
         return RelayCount(_str(msg[1], "subscription id"), count)
-    raise MessageError(f"unknown relay message type {kind[:16]!r}")
+    raise MessageError(f"unknown relay message type ({len(kind)} characters)")
 
 
 def parse_client_message(text: str | bytes) -> ClientMessage:
@@ -317,4 +321,4 @@ def parse_client_message(text: str | bytes) -> ClientMessage:
         if len(msg) < 3:
             raise MessageError("COUNT message needs a subscription id and a filter")
         return ClientCount(_str(msg[1], "subscription id"), _filters(msg[2:]))
-    raise MessageError(f"unknown client message type {kind[:16]!r}")
+    raise MessageError(f"unknown client message type ({len(kind)} characters)")

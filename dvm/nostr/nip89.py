@@ -22,9 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import CodecError
+from .errors import CodecError, JsonError
 from .event import MAX_KIND, Event, UnsignedEvent
 from .hex64 import is_hex64
+from .strict_json import parse_json
 
 __all__ = [
     "HANDLER_KIND",
@@ -143,9 +144,9 @@ def _parse_parts(tags: tuple[tuple[str, ...], ...], content: str) -> Handler:
     if not kinds:
         raise CodecError("a handler announces at least one 'k' tag")
     try:
-        body = json.loads(content)
-    except (ValueError, RecursionError):
-        raise CodecError("handler content is not JSON") from None
+        body = parse_json(content)
+    except JsonError as exc:
+        raise CodecError(f"handler content is not JSON ({exc})") from None
     if not isinstance(body, dict):
         raise CodecError("handler content must be a JSON object")
     return Handler(

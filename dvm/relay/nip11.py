@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import json
 import socket
 import ssl
 import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
+
+from dvm.nostr.errors import JsonError
+from dvm.nostr.strict_json import parse_json
 
 from .errors import Nip11Error
 
@@ -81,9 +83,9 @@ def _opt_str(value: object) -> str | None:
 def parse_relay_information(body: bytes) -> RelayInformation:
     """Parse a NIP-11 JSON document."""
     try:
-        doc: Any = json.loads(body)
-    except (ValueError, RecursionError):
-        raise Nip11Error("NIP-11 document is not valid JSON") from None
+        doc: Any = parse_json(body)
+    except JsonError as exc:
+        raise Nip11Error(f"NIP-11 document is not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise Nip11Error("NIP-11 document must be a JSON object")
     nips = doc.get("supported_nips")

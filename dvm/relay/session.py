@@ -24,6 +24,10 @@ Decisions made here (and tested without a network):
 * **OK without an id.** nostr-relay 1.14 refuses some events with ``["OK", "", false, ...]``.
   Relays answer one connection's EVENTs in order, so such an OK is matched to the earliest
   EVENT still waiting for its OK on this connection.
+* **Bad frames.** A frame that does not parse (not JSON, a lone surrogate, not UTF-8, too
+  deep, an event whose id or signature does not check...) is dropped and counted in
+  ``invalid_messages``; its size and the reason are logged, never its text. The connection and
+  every subscription go on (issue 10: one such frame used to end the relay task for good).
 * **Event checks.** An EVENT for an unknown subscription, or one that matches none of the
   subscription's filters, is dropped: a relay cannot push arbitrary events at us.
 * **NIP-42.** On ``["AUTH", challenge]`` with a signer configured, the session answers at once.
@@ -222,8 +226,16 @@ class RelaySession:
         try:
             msg = parse_relay_message(text)
         except MessageError as exc:
+            # Dropped, and the connection goes on: its size and the failed check are logged,
+            # never its text (parse_relay_message raises MessageError and nothing else).
             self.invalid_messages += 1
-            _log.debug("relay %s sent an unparseable message: %s", self.url, exc)
+            _log.info(
+                "relay %s: dropped a frame of %d %s (%s)",
+                self.url,
+                len(text),
+                "bytes" if isinstance(text, bytes | bytearray) else "characters",
+                exc,
+            )
             return
         if isinstance(msg, RelayEvent):
             self._on_event(msg)

@@ -71,5 +71,6 @@ def test_dvm_nostr_surface_is_pinned() -> None:
             "nip59",
             "nip89",
             "nip90",
+            "strict_json",
         ]
     )

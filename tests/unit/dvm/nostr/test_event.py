@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from dvm.nostr.errors import EventError, NostrError
 from dvm.nostr.event import Event, UnsignedEvent, serialize_for_id
 from dvm.nostr.keys import SecretKey
+from tests.strategies import hostile_json, hostile_object, hostile_value
 
 KEY = SecretKey(b"\x07" * 32)
 AUX = bytes(32)
@@ -204,3 +206,100 @@ def test_garbage_fields_raise_only_event_error(field: str, value: object) -> Non
 def test_deeply_nested_json_is_an_event_error() -> None:
     with pytest.raises(NostrError):
         Event.from_json("[" * 100_000)
+
+
+# --- issue 10: only EventError, ever (lone surrogates, huge numbers, NaN, depth...) ---------
+
+_GOOD = _signed().to_dict()
+
+
+def _valid_text(name: str) -> st.SearchStrategy[str]:
+    return st.just(json.dumps(_GOOD[name], ensure_ascii=False))
+
+
+@pytest.mark.parametrize(
+    "field_text",
+    [
+        '"content":"\\ud800"',
+        '"content":"ok\\udfff"',
+        '"tags":[["e","\\ud83d"]]',
+        '"created_at":' + "9" * 5000,
+        '"created_at":1e400',
+        '"kind":NaN',
+        '"kind":Infinity',
+        '"tags":' + "[" * 20000 + "]" * 20000,
+        '"content":"x","content":"y"',
+    ],
+)
+def test_hostile_event_json_raises_only_event_error(field_text: str) -> None:
+    name = field_text[1 : field_text.index('"', 1)]
+    text = json.dumps({k: v for k, v in _GOOD.items() if k != name})[:-1] + "," + field_text + "}"
+    with pytest.raises(EventError):
+        Event.from_json(text)
+    rumor_text = text.replace(f', "sig": "{_GOOD["sig"]}"', "")
+    assert '"sig"' not in rumor_text
+    with pytest.raises(EventError):
+        UnsignedEvent.from_json(rumor_text)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"content": "a\ud800"}, {"tags": (("p", "\udfff"),)}, {"tags": (("\ud800", "x"),)}],
+)
+def test_a_raw_lone_surrogate_is_refused_when_the_event_is_built(overrides: Any) -> None:
+    fields: dict[str, Any] = {
+        "pubkey": KEY.public_key.hex(),
+        "created_at": 1,
+        "kind": 1,
+        "tags": (),
+        "content": "",
+    }
+    fields.update(overrides)
+    with pytest.raises(EventError, match="lone surrogate"):
+        UnsignedEvent(**fields)
+    with pytest.raises(EventError):
+        Event.from_dict(
+            {
+                **_GOOD,
+                **{k: [list(t) for t in v] if k == "tags" else v for k, v in overrides.items()},
+            }
+        )
+    with pytest.raises(EventError, match="lone surrogate"):
+        serialize_for_id(KEY.public_key.hex(), 1, 1, (), "\ud800")
+
+
+def test_a_non_hex_id_is_refused_before_comparison() -> None:
+    with pytest.raises(EventError, match="64 lowercase hex"):
+        Event.from_dict({**_GOOD, "id": "\u00e9" * 64})
+    rumor = _signed().unsigned().to_dict()
+    with pytest.raises(EventError, match="does not match"):
+        UnsignedEvent.from_dict({**rumor, "id": rumor["id"].upper()})
+
+
+@given(hostile_json())
+def test_any_text_raises_only_event_error(text: str | bytes) -> None:
+    for parse in (Event.from_json, UnsignedEvent.from_json):
+        with contextlib.suppress(EventError):
+            parse(text)
+
+
+@given(
+    hostile_object(
+        {
+            name: _valid_text(name)
+            for name in ("id", "pubkey", "created_at", "kind", "tags", "content", "sig")
+        }
+    )
+)
+def test_event_objects_with_hostile_fields_raise_only_event_error(text: str) -> None:
+    for parse in (Event.from_json, UnsignedEvent.from_json):
+        with contextlib.suppress(EventError):
+            parse(text)
+
+
+@given(hostile_value)
+def test_hostile_values_in_every_field_raise_only_event_error(value: str) -> None:
+    for name in ("pubkey", "created_at", "kind", "tags", "content"):
+        text = json.dumps({k: v for k, v in _GOOD.items() if k != name})[:-1]
+        with contextlib.suppress(EventError):
+            Event.from_json(f'{text},"{name}":{value}}}')

@@ -30,6 +30,7 @@ from dvm.nostr.messages import (
     parse_client_message,
     parse_relay_message,
 )
+from tests.strategies import hostile_json, hostile_value, json_frames
 
 KEY = SecretKey(bytes.fromhex("11" * 32))
 EVENT = UnsignedEvent(KEY.public_key.hex(), 1_700_000_000, 1, (("t", "x"),), "hi").sign(
@@ -167,3 +168,57 @@ def test_garbage_relay_frames_raise_only_message_error(frame: str | bytes) -> No
 def test_garbage_client_frames_raise_only_message_error(frame: str | bytes) -> None:
     with contextlib.suppress(MessageError):
         parse_client_message(frame)
+
+
+# --- issue 10: hostile JSON text, and hostile events inside EVENT frames --------------------
+
+_TYPES = ["EVENT", "OK", "EOSE", "CLOSED", "NOTICE", "AUTH", "COUNT", "REQ", "CLOSE"]
+
+
+def _event_frame(field: str, value: str) -> str:
+    body = {k: v for k, v in EVENT.to_dict().items() if k != field}
+    return '["EVENT","s",' + json.dumps(body, separators=(",", ":"))[:-1] + f',"{field}":{value}}}]'
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        _event_frame("content", '"\\ud800"'),
+        _event_frame("tags", '[["t","\\udfff"]]'),
+        _event_frame("created_at", "9" * 5000),
+        _event_frame("kind", "NaN"),
+        _event_frame("tags", "[" * 20000 + "]" * 20000),
+        '["NOTICE","\\ud800"]',
+        '["OK","' + "ab" * 32 + '",true,"\\ud800"]',
+        '["COUNT","s",{"count":' + "9" * 5000 + "}]",
+        '["COUNT","s",{"count":1e400}]',
+        '["EOSE","s","\\udc00"]',
+        b'["NOTICE","\xff"]',
+        '["NOTICE","a","NOTICE","b"]',
+        '{"NOTICE":1,"NOTICE":2}',
+    ],
+)
+def test_hostile_relay_frames_raise_message_error_without_quoting_them(frame: str | bytes) -> None:
+    with pytest.raises(MessageError) as caught:
+        parse_relay_message(frame)
+    assert "\\u" not in str(caught.value)
+    assert "99999" not in str(caught.value)
+
+
+@given(st.one_of(hostile_json(), json_frames(_TYPES)))
+def test_hostile_frames_raise_only_message_error(frame: str | bytes) -> None:
+    with contextlib.suppress(MessageError):
+        parse_relay_message(frame)
+    with contextlib.suppress(MessageError):
+        parse_client_message(frame)
+
+
+@given(
+    st.sampled_from(["content", "tags", "created_at", "kind", "pubkey", "id", "sig"]), hostile_value
+)
+def test_hostile_event_fields_in_frames_raise_only_message_error(field: str, value: str) -> None:
+    frame = _event_frame(field, value)
+    with contextlib.suppress(MessageError):
+        parse_relay_message(frame)
+    with contextlib.suppress(MessageError):
+        parse_client_message('["EVENT",' + frame[len('["EVENT","s",') :])

@@ -14,6 +14,8 @@ from dvm.nostr.errors import EventError, UnwrapError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip59 import gift_wrap, seal, unwrap, wrap
+from tests.hostile_wraps import MALFORMED_KINDS, encrypt_bytes, malformed_wraps, wrap_payload
+from tests.strategies import hostile_json
 
 SENDER = SecretKey(b"\x11" * 32)
 RECIPIENT = SecretKey(b"\x22" * 32)
@@ -343,3 +345,45 @@ def test_garbage_inside_a_wrap_raises_only_unwrap_error(inner: str) -> None:
         unwrap(_craft_wrap(inner), RECIPIENT)
     with pytest.raises(UnwrapError):
         unwrap(_craft_wrap(_craft_seal(inner).to_json()), RECIPIENT)
+
+
+# --- issue 10: hostile JSON text inside the layers: UnwrapError and nothing else ------------
+
+
+@pytest.mark.parametrize("name", MALFORMED_KINDS)
+def test_each_malformed_wrap_kind_raises_only_unwrap_error(name: str) -> None:
+    wraps = malformed_wraps(
+        RECIPIENT.public_key,
+        attacker=STRANGER,
+        impersonate=SENDER.public_key,
+        job="ab" * 32,
+        now=T,
+    )
+    for expected in (None, STRANGER.public_key, SENDER.public_key):
+        with pytest.raises(UnwrapError):
+            unwrap(wraps[name], RECIPIENT, expected_sender=expected)
+
+
+def _bytes_wrap(seal_text: bytes) -> Event:
+    return wrap_payload(
+        encrypt_bytes(seal_text, WRAPPER, RECIPIENT.public_key),
+        RECIPIENT.public_key,
+        now=T,
+        kind=1059,
+    )
+
+
+def _bytes_seal_wrap(rumor_text: bytes) -> Event:
+    content = encrypt_bytes(rumor_text, SENDER, RECIPIENT.public_key)
+    sealed = UnsignedEvent(SENDER.public_key.hex(), T, 13, (), content).sign(SENDER, aux_rand=_n(6))
+    return _bytes_wrap(sealed.to_json().encode())
+
+
+@settings(max_examples=60, deadline=None)
+@given(hostile_json().filter(lambda t: 0 < len(t) < 60000))
+def test_hostile_json_as_seal_or_rumor_raises_only_unwrap_error(text: str | bytes) -> None:
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    with pytest.raises(UnwrapError):
+        unwrap(_bytes_wrap(raw), RECIPIENT)
+    with pytest.raises(UnwrapError):
+        unwrap(_bytes_seal_wrap(raw), RECIPIENT)
