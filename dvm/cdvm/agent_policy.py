@@ -23,8 +23,9 @@ Every rule is written with ``import future.keywords.if`` and ``in``: regorus (th
 and rego-cpp (regopy) then read the rules the same way; without the import regorus reads a
 v1 rule's ``if`` as a name and such a rule came out true for every input. rego-cpp 1.5 also
 takes a ``not`` written directly inside an ``every`` body as true, so the rules never put one
-there: "none of these is bad" is a comprehension whose count is zero. The tests evaluate every
-request with both engines and require them to agree.
+there: "none of these is bad" is a comprehension whose count is zero, over a value the rule
+first requires to be an array (the engines iterate ``null`` differently). The tests evaluate
+every request with both engines and require them to agree.
 """
 
 from __future__ import annotations
@@ -219,7 +220,10 @@ seccomp_enforced(seccomp) if {
         "SCMP_ACT_TRAP",
     }
     object.get(seccomp, "ListenerPath", "") == ""
-    every rule in seccomp.Syscalls { rule.Action != "SCMP_ACT_NOTIFY" }
+    every rule in seccomp.Syscalls {
+        rule.Action != "SCMP_ACT_NOTIFY"
+        is_array(rule.Names)
+    }
     count([name |
         some rule in seccomp.Syscalls
         rule.Action == "SCMP_ACT_ALLOW"
@@ -466,14 +470,17 @@ UpdateInterfaceRequest if {
     iface := input.interface
     iface.name != "lo"
     iface.device != "lo"
+    is_array(iface.IPAddresses)
     count([a | some a in iface.IPAddresses; loopback(a.address)]) == 0
 }
 
 UpdateRoutesRequest if {
+    is_array(input.routes.Routes)
     count([r | some r in input.routes.Routes; loopback_route(r)]) == 0
 }
 
 AddARPNeighborsRequest if {
+    is_array(input.neighbors.ARPNeighbors)
     count([n | some n in input.neighbors.ARPNeighbors; loopback_neighbor(n)]) == 0
 }
 

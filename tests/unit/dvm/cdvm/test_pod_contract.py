@@ -66,8 +66,8 @@ def test_host_data_is_sha256_of_the_toml_as_the_client_expects() -> None:
 @pytest.mark.parametrize(
     ("gpu", "digest"),
     [
-        (False, "f17185978059b2bd3cb7bb3b8b5b517749a5727084795fac5a8985ada7ce0674"),
-        (True, "4a565ffc5610484500eff1f94d133fe516158554e309c578bc4d9f7270aa1397"),
+        (False, "cfbea47f33e4ec66404c828b79458b8e619091b3c80578eb2dee2a081eea309d"),
+        (True, "82c90384bc3a795172329e6289508ff33eac29f382b119e6f7a82dfecc25892e"),
     ],
 )
 def test_known_answer_host_data(gpu: bool, digest: str) -> None:
