@@ -113,6 +113,12 @@ class LimitsConfig:
     grace_s: float = 10.0
     max_input_bytes: int = _JOB_LIMITS.max_input_bytes
     max_output_tokens: int = _JOB_LIMITS.max_output_tokens
+    # flood resistance (docs/node.md §3 "Under load")
+    ledger_retention_s: int = 7 * 24 * 3600
+    refusal_feedback_per_minute: float = 30.0
+    refusal_feedback_burst: int = 10
+    load_pow_bits: int = 16
+    load_refusals_per_minute: int = 60
 
     def job_limits(self) -> Limits:
         """The limits every job container gets (docs/launch.md §1)."""
@@ -210,6 +216,11 @@ _LIMITS = frozenset(
         "grace_s",
         "max_input_bytes",
         "max_output_tokens",
+        "ledger_retention_s",
+        "refusal_feedback_per_minute",
+        "refusal_feedback_burst",
+        "load_pow_bits",
+        "load_refusals_per_minute",
     }
 )
 
@@ -231,9 +242,19 @@ def _limits(data: Mapping[str, Any]) -> LimitsConfig:
         grace_s=number(raw, "grace_s", w, d.grace_s),
         max_input_bytes=integer(raw, "max_input_bytes", w, d.max_input_bytes),
         max_output_tokens=integer(raw, "max_output_tokens", w, d.max_output_tokens),
+        ledger_retention_s=integer(raw, "ledger_retention_s", w, d.ledger_retention_s, low=60),
+        refusal_feedback_per_minute=number(
+            raw, "refusal_feedback_per_minute", w, d.refusal_feedback_per_minute
+        ),
+        refusal_feedback_burst=integer(raw, "refusal_feedback_burst", w, d.refusal_feedback_burst),
+        load_pow_bits=integer(raw, "load_pow_bits", w, d.load_pow_bits, low=0),
+        load_refusals_per_minute=integer(
+            raw, "load_refusals_per_minute", w, d.load_refusals_per_minute
+        ),
     )
-    if limits.min_pow_bits > 256:
-        raise ConfigError("config key limits.min_pow_bits must be at most 256")
+    for key in ("min_pow_bits", "load_pow_bits"):
+        if getattr(limits, key) > 256:
+            raise ConfigError(f"config key limits.{key} must be at most 256")
     return limits
 
 

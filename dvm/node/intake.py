@@ -9,19 +9,30 @@ Contract: :func:`screen` is pure apart from the admission buckets: given an :cla
 or unparseable events never become an ``Event`` and are dropped by the pool (with a log line);
 events that are not job requests for this node (:func:`is_for_us` False) are ignored silently.
 
-Checks, in order (cheap and anti-flood first, so a flood costs little and is throttled):
+Checks, in order (cheap and anti-flood first, so a flood costs little and is throttled). The
+first six are :func:`precheck`: stateless, about one serialisation and one hash of work, and the
+node runs them **before it writes anything to its ledger**, so a request they refuse leaves no
+row (docs/node.md §3, §4):
 
 1. size of the event's JSON <= ``limits.max_request_bytes``          -> ``bad-request``
-2. allow-list, NIP-13 proof of work, per-requester rate limit        -> see admission
-3. :func:`dvm.nostr.nip90.parse_job_request` (nonce present and 64 hex, one ``p``, one
+2. the kind is one this node serves                                  -> ``bad-request``
+3. ``expiration`` (when it is a decimal) not in the past             -> ``bad-request``
+4. allow-list, then NIP-13 proof of work (the bits required rise
+   under load, :meth:`~dvm.node.admission.Admission.required_pow_bits`) -> ``bad-request``
+
+Then :func:`admit` (the node has looked the id up in its ledger in between; a refusal from here
+on is recorded as ``refused``):
+
+5. per-requester rate limit                                          -> ``rate-limited``
+6. :func:`dvm.nostr.nip90.parse_job_request` (nonce present and 64 hex, one ``p``, one
    ``tee``, no confidential data, well-formed tags)                   -> ``bad-request``
-4. the kind is one this node serves                                  -> ``bad-request``
-5. ``expiration`` not in the past                                    -> ``bad-request``
-6. ``tee`` offered by this node                                      -> ``unsupported-tee``
-7. ``model`` param present                                           -> ``bad-request``
+7. ``tee`` offered by this node                                      -> ``unsupported-tee``
+8. ``model`` param present                                           -> ``bad-request``
    and served here                                                   -> ``unsupported-model``
-8. every other param known and in range (:mod:`dvm.cdvm.params`)     -> ``bad-request``
-9. a free job slot                                                   -> ``capacity``
+9. every other param known and in range (:mod:`dvm.cdvm.params`)     -> ``bad-request``
+10. a free job slot                                                  -> ``capacity``
+
+:func:`screen` is both, in order (what a caller without a ledger runs).
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from dvm.nostr.nip90 import JOB_REQUEST_KINDS, ErrorReason, JobRequest, parse_jo
 from .admission import Admission, Refusal
 from .config import ModelConfig, NodeConfig
 
-__all__ = ["Accepted", "is_for_us", "screen"]
+__all__ = ["Accepted", "admit", "is_for_us", "precheck", "screen"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,26 +98,35 @@ def _validate(request: JobRequest, config: NodeConfig, *, now: int) -> ModelConf
     return model
 
 
-def screen(
-    event: Event,
-    *,
-    config: NodeConfig,
-    admission: Admission,
-    running_jobs: int,
-    now: int,
-) -> Accepted | Refusal:
-    """Every check of the module docstring, in order; ``now`` is unix seconds."""
+def _expiration(event: Event) -> int | None:
+    """The first ``expiration`` tag's value if it is a plain decimal (else the parser refuses)."""
+    for tag in event.tags:
+        if tag[0] == "expiration" and len(tag) >= 2 and tag[1].isascii() and tag[1].isdigit():
+            return int(tag[1][:20])
+    return None
+
+
+def precheck(event: Event, *, config: NodeConfig, admission: Admission, now: int) -> Refusal | None:
+    """Checks 1-4 of the module docstring: no ledger, no per-key state; ``now`` in unix s."""
     size_bytes = len(event.to_json().encode("utf-8"))
     if size_bytes > config.limits.max_request_bytes:
         return _bad(
             f"the request is {size_bytes} bytes; this provider accepts at most "
             f"{config.limits.max_request_bytes}"
         )
-    refusal = (
-        admission.check_allowed(event.pubkey)
-        or admission.check_pow(event)
-        or admission.check_rate(event.pubkey)
-    )
+    if event.kind not in config.kinds:
+        served = ", ".join(str(k) for k in config.kinds)
+        return _bad(f"job kind {event.kind} is not served here (served: {served})")
+    if is_expired(_expiration(event), now=now):
+        return _bad("the request has expired (NIP-40 expiration is in the past)")
+    return admission.check_allowed(event.pubkey) or admission.check_pow(event)
+
+
+def admit(
+    event: Event, *, config: NodeConfig, admission: Admission, running_jobs: int, now: int
+) -> Accepted | Refusal:
+    """Checks 5-10 of the module docstring, for an event that passed :func:`precheck`."""
+    refusal = admission.check_rate(event.pubkey)
     if refusal is not None:
         return refusal
     try:
@@ -120,3 +140,18 @@ def screen(
     if refusal is not None:
         return refusal
     return Accepted(request=request, model=checked)
+
+
+def screen(
+    event: Event,
+    *,
+    config: NodeConfig,
+    admission: Admission,
+    running_jobs: int,
+    now: int,
+) -> Accepted | Refusal:
+    """Every check of the module docstring, in order; ``now`` is unix seconds."""
+    refusal = precheck(event, config=config, admission=admission, now=now)
+    if refusal is not None:
+        return refusal
+    return admit(event, config=config, admission=admission, running_jobs=running_jobs, now=now)

@@ -1,7 +1,12 @@
 """The job ledger: one SQLite row per request id, so each request launches at most once.
 
 SQLite: https://www.sqlite.org/lang_insert.html (``INSERT OR IGNORE``), WAL + ``synchronous =
-FULL`` so a claim is on disk before the container starts.
+FULL`` (https://www.sqlite.org/pragma.html#pragma_synchronous) so a claim is on disk before the
+container starts. ``NORMAL`` would be enough against a crash of the node but not against a power
+loss, after which a lost claim lets a re-delivered request launch a second container (a
+Kubernetes pod outlives the node). FULL costs one fsync per write; that cost is bounded because
+the node writes only for requests that passed its cheap checks and the per-key rate limit
+(:mod:`dvm.node.intake`): a flood of junk never reaches the ledger.
 
 Contract: :meth:`JobLedger.claim` inserts the request id or, if it is already there (a second
 relay delivered it, or the node restarted and the relay re-sent it), returns False: only the
@@ -16,6 +21,12 @@ allowed to precede it (:data:`TRANSITIONS`), so two tasks cannot both move one j
 ``handle`` is the launcher's record of the container (the local launcher stores
 ``pid:start-time`` so a restarted node can find and kill an orphan, and only if it really is
 ours). The ledger holds ids, kinds, states, reasons and handles: nothing of a job's data.
+
+Retention: :meth:`JobLedger.prune` deletes rows in a final state (``refused``, ``finished``,
+``failed``) last updated more than ``retention_s`` ago; the node prunes at start and then
+periodically (``limits.ledger_retention_s``). Unfinished rows are never pruned (they are how a
+restarted node finds its orphans). A pruned request id re-delivered later would be screened
+again; relays re-deliver only within the node's ``since_lookback_s``, far below any retention.
 """
 
 from __future__ import annotations
@@ -53,6 +64,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset({JobState.RECEIVED, JobState.LAUNCHING, JobState.RUNNING}),
 }
 _UNFINISHED = (JobState.RECEIVED, JobState.LAUNCHING, JobState.RUNNING)
+_FINAL = (JobState.REFUSED, JobState.FINISHED, JobState.FAILED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -118,6 +130,30 @@ class JobLedger:
             (request_id, requester, kind, JobState.RECEIVED.value, now, now),
         )
         return cursor.rowcount == 1
+
+    def record_refused(self, request_id: str, *, requester: str, kind: int, reason: str) -> bool:
+        """Record a request refused after the cheap checks (one write); False if already seen."""
+        now = int(self._clock())
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO jobs (request_id, requester, kind, state, reason, received_at,"
+            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (request_id, requester, kind, JobState.REFUSED.value, reason, now, now),
+        )
+        return cursor.rowcount == 1
+
+    def prune(self, retention_s: float) -> int:
+        """Delete final rows updated more than ``retention_s`` ago; how many were deleted."""
+        cutoff = int(self._clock() - retention_s)
+        cursor = self._db.execute(
+            "DELETE FROM jobs WHERE updated_at < ? AND state IN (SELECT value FROM json_each(?))",
+            (cutoff, json.dumps([s.value for s in _FINAL])),
+        )
+        return cursor.rowcount
+
+    def count(self) -> int:
+        """How many rows the ledger holds."""
+        row = self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()
+        return int(row[0])
 
     def transition(
         self,

@@ -114,6 +114,8 @@ class ErrorReason(StrEnum):
     BAD_REQUEST = "bad-request"
     LAUNCH_FAILED = "launch-failed"
     TIMEOUT = "timeout"
+    #: the requester deleted its request (NIP-09) while the job ran: the container was destroyed
+    CANCELLED = "cancelled"
 
 
 # --- small field checks (messages name the field, never its value) --------------------------

@@ -286,11 +286,11 @@ async def test_a_slot_is_free_once_the_requester_sees_the_final_feedback(
     release = asyncio.Event()
     lingering: list[str] = []  # job ids whose `success` publication is held
 
-    async def linger(self: ProviderNode, unsigned: UnsignedEvent) -> None:
+    async def linger(self: ProviderNode, unsigned: UnsignedEvent, *args: Any) -> None:
         success = ("status", "success") in [t[:2] for t in unsigned.tags]
         if success:
             lingering.append(next(t[1] for t in unsigned.tags if t[0] == "e"))
-        await original(self, unsigned)
+        await original(self, unsigned, *args)
         if success:
             await release.wait()
 

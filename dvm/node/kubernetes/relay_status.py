@@ -15,11 +15,22 @@ Contract. :class:`RelayStatusSource` is a :class:`~dvm.node.kubernetes.launcher.
 runs :func:`check_attestation` on each event, logs every event it ignores with the reasons (ids
 and keys only: these events are public), and yields exactly one ``attested``
 :class:`~container.launch.StatusLine` (C, the event id) for the first event that passes, then
-ends. The subscription is closed when the iterator ends or is closed. At most
-``max_verifications`` events per job reach the (costlier) evidence verification; after that the
-source gives up on the job with an error log (a flood of well-formed impostors can delay the
-job's ``processing`` feedback, never redirect it).
+ends. The subscription is closed when the iterator ends or is closed.
 
+**It never gives up on a job** (an impostor flood can delay the ``processing`` feedback, never
+stop or redirect it), and the work an impostor can cause is bounded:
+
+* each event id is examined once (:class:`~dvm.relay.subscription.RecentIds` of
+  :data:`SEEN_IDS` ids), so a re-delivered impostor costs a set lookup;
+* the cheapest refusal comes first: every event goes through the claims stage (parsing and
+  string comparisons) as it arrives; only one that passes reaches the evidence stage;
+* evidence verifications of one job draw from a token bucket (``verify_burst`` checks, then
+  ``verify_per_s``): when it is empty the source waits for a token, so a flood of impostors
+  that pass the claims (they are built from public data) costs the node at most that rate of
+  signature checks per job. While it waits, events queue in the subscription (bounded; the
+  oldest are dropped): if any were dropped, the source re-subscribes once its queue is empty,
+  and the relays send the stored events again (already-examined ids are skipped), so the
+  genuine event is examined in the end.
 :func:`check_attestation` (pure: ``now``, the trust roots, the policy and the chain cache are
 parameters) returns C or raises :class:`~dvm.node.errors.AttestationIgnored` listing every
 failed check. It is the one cdvm/1 job check, :mod:`dvm.cdvm.jobcheck` (the requester's too),
@@ -37,6 +48,7 @@ root; ``cdvm serve`` never does.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -51,13 +63,16 @@ from dvm.cdvm.jobcheck import ExpectedJob, check_claims, check_evidence, job_ini
 from dvm.cdvm.kind7100 import ATTESTATION_KIND
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
-from dvm.relay import RelayPool
+from dvm.relay import RecentIds, RelayPool
 
+from ..admission import TokenBucket
 from ..errors import AttestationIgnored
 from ..launcher import LaunchRequest
 
 __all__ = [
-    "DEFAULT_MAX_VERIFICATIONS",
+    "DEFAULT_VERIFY_BURST",
+    "DEFAULT_VERIFY_PER_S",
+    "SEEN_IDS",
     "RelayStatusSource",
     "check_attestation",
     "expected_job_host_data",
@@ -65,8 +80,11 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-#: Evidence verifications per job before the source gives up on it.
-DEFAULT_MAX_VERIFICATIONS = 32
+#: Evidence verifications per job: a burst of 16, then 4 per second.
+DEFAULT_VERIFY_BURST = 16
+DEFAULT_VERIFY_PER_S = 4.0
+#: Event ids remembered per job (examined once each).
+SEEN_IDS = 4096
 
 
 def _expected(launch: LaunchRequest, image: str) -> ExpectedJob:
@@ -129,62 +147,97 @@ class RelayStatusSource:
         trust: Trust | None = None,
         policy: Policy = DEFAULT_POLICY,
         clock: Callable[[], float] = time.time,
-        max_verifications: int = DEFAULT_MAX_VERIFICATIONS,
+        monotonic: Callable[[], float] = time.monotonic,
+        verify_burst: int = DEFAULT_VERIFY_BURST,
+        verify_per_s: float = DEFAULT_VERIFY_PER_S,
     ) -> None:
         self._pool = pool
         self._image = image
         self._trust = trust if trust is not None else Trust()
         self._policy = policy
         self._clock = clock
-        self._max_verifications = max_verifications
+        self._monotonic = monotonic
+        self._verify_burst = verify_burst
+        self._verify_per_s = verify_per_s
         # One per event loop (ChainCache is not thread-safe): checks run on the loop.
         self._cache = ChainCache()
 
-    def _check(self, event: Event, launch: LaunchRequest) -> str:
-        return check_attestation(
-            event,
-            launch,
-            image=self._image,
-            trust=self._trust,
-            policy=self._policy,
-            now=dt.datetime.fromtimestamp(self._clock(), dt.UTC),
-            cache=self._cache,
-        )
+    def _now(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._clock(), dt.UTC)
 
     async def status_lines(self, launch: LaunchRequest) -> AsyncIterator[StatusLine]:
         job_id = launch.job_id
-        sub = await self._pool.subscribe(
-            [Filter(kinds=(ATTESTATION_KIND,), tags=(Filter.tag("e", [job_id]),))]
-        )
-        verifications = 0
-        try:
-            async for event in sub:
-                if event.kind != ATTESTATION_KIND or job_id not in event.tag_values("e"):
-                    continue  # a relay that ignores the filter
-                try:
-                    container = self._check(event, launch)
-                except AttestationIgnored as exc:
-                    _log.warning(
-                        "job %s: ignoring kind-7100 event %s signed by %s: %s",
-                        job_id,
-                        event.id,
-                        event.pubkey,
-                        "; ".join(exc.reasons),
-                    )
-                    if exc.evidence_checked:
-                        verifications += 1
-                    if verifications >= self._max_verifications:
-                        _log.error(
-                            "job %s: %d attestations failed verification; no longer watching",
+        expected = _expected(launch, self._image)
+        seen = RecentIds(SEEN_IDS)
+        bucket = TokenBucket(self._verify_burst, self._verify_per_s, now=self._monotonic())
+        filters = [Filter(kinds=(ATTESTATION_KIND,), tags=(Filter.tag("e", [job_id]),))]
+        while True:
+            sub = await self._pool.subscribe(filters)
+            try:
+                async for event in sub:
+                    if event.kind != ATTESTATION_KIND or job_id not in event.tag_values("e"):
+                        continue  # a relay that ignores the filter
+                    if not seen.add(event.id):
+                        continue  # examined already (re-delivered after a re-subscription)
+                    container = await self._examine(event, expected, bucket)
+                    if container is not None:
+                        _log.info(
+                            "job %s: attestation %s verified; container %s",
                             job_id,
-                            verifications,
+                            event.id,
+                            container,
+                        )
+                        yield StatusLine(
+                            StatusKind.ATTESTED, container=container, attestation=event.id
                         )
                         return
-                    continue
+                    if sub.dropped_count and not sub.queued:
+                        break  # events were dropped while we verified: ask the relays again
+                else:
+                    return  # the pool closed the subscription
                 _log.info(
-                    "job %s: attestation %s verified; container %s", job_id, event.id, container
+                    "job %s: %d kind-7100 events dropped while verifying; re-subscribing",
+                    job_id,
+                    sub.dropped_count,
                 )
-                yield StatusLine(StatusKind.ATTESTED, container=container, attestation=event.id)
-                return
-        finally:
-            await sub.close()
+            finally:
+                await sub.close()
+
+    async def _examine(
+        self, event: Event, expected: ExpectedJob, bucket: TokenBucket
+    ) -> str | None:
+        """C if ``event`` is this job's container's attestation; None (logged) otherwise."""
+        job_id = expected.job_id
+        claimed = check_claims(event, expected, now=int(self._clock()))
+        att = claimed.attestation
+        if att is None or claimed.reasons:
+            self._ignored(job_id, AttestationIgnored(event.id, list(claimed.reasons)), event)
+            return None
+        while not bucket.take(self._monotonic()):
+            # Rate limiting, not synchronisation: the bound on verification work per job.
+            await asyncio.sleep(bucket.wait_s(self._monotonic()))
+        evidence = check_evidence(
+            att,
+            expected,
+            trust=self._trust,
+            policy=self._policy,
+            now=self._now(),
+            cache=self._cache,
+        )
+        if not evidence.passed:
+            reasons = [*evidence.reasons, *(f"evidence: {e}" for e in evidence.errors)]
+            self._ignored(
+                job_id, AttestationIgnored(event.id, reasons, evidence_checked=True), event
+            )
+            return None
+        return att.container
+
+    @staticmethod
+    def _ignored(job_id: str, exc: AttestationIgnored, event: Event) -> None:
+        _log.warning(
+            "job %s: ignoring kind-7100 event %s signed by %s: %s",
+            job_id,
+            event.id,
+            event.pubkey,
+            "; ".join(exc.reasons),
+        )

@@ -142,3 +142,46 @@ def test_data_dir_is_created_private(tmp_path: Path) -> None:
     data_dir = tmp_path / "data" / "node"
     JobLedger.in_data_dir(data_dir).close()
     assert data_dir.stat().st_mode & 0o777 == 0o700
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_refusal_is_recorded_in_one_write_and_blocks_a_later_claim(tmp_path: Path) -> None:
+    with JobLedger.in_data_dir(tmp_path) as ledger:
+        assert ledger.record_refused(JOB, requester=REQUESTER, kind=5050, reason="capacity")
+        assert not ledger.record_refused(JOB, requester=REQUESTER, kind=5050, reason="capacity")
+        assert ledger.claim(JOB, requester=REQUESTER, kind=5050) is False
+        record = ledger.get(JOB)
+        assert record is not None
+        assert (record.state, record.reason) == (JobState.REFUSED, "capacity")
+
+
+def test_prune_deletes_only_old_final_rows(tmp_path: Path) -> None:
+    clock = _Clock()
+    with JobLedger.in_data_dir(tmp_path, clock=clock) as ledger:
+        ids = {"refused": "1" * 64, "finished": "2" * 64, "failed": "3" * 64, "running": "4" * 64}
+        ledger.record_refused(ids["refused"], requester=REQUESTER, kind=5050, reason="bad-request")
+        for name in ("finished", "failed", "running"):
+            ledger.claim(ids[name], requester=REQUESTER, kind=5050)
+            ledger.transition(ids[name], JobState.LAUNCHING)
+            ledger.transition(ids[name], JobState.RUNNING)
+        ledger.transition(ids["finished"], JobState.FINISHED)
+        ledger.transition(ids["failed"], JobState.FAILED, reason="timeout")
+        clock.now += 100
+        recent = "5" * 64
+        ledger.record_refused(recent, requester=REQUESTER, kind=5050, reason="capacity")
+        assert ledger.prune(100) == 0  # nothing is older than 100 s yet
+        clock.now += 1
+        assert ledger.prune(100) == 3
+        assert ledger.count() == 2
+        assert ledger.get(ids["running"]) is not None  # unfinished rows are never pruned
+        assert ledger.get(recent) is not None
+        clock.now += 10_000
+        assert ledger.prune(100) == 1
+        assert [r.request_id for r in ledger.unfinished()] == [ids["running"]]

@@ -384,22 +384,80 @@ async def test_source_yields_the_verified_container_and_ignores_impostors(
     assert not any(valid.id in m for m in ignored)
 
 
+def _flood(
+    launch: LaunchRequest, simulated_chain: SimulatedChain, rogue_chain: SimulatedChain, n: int
+) -> list[Event]:
+    """``n`` impostors built from public data: half with wrong claims (refused at the claims
+    stage), half with perfect claims and evidence under an untrusted root (refused only by the
+    evidence stage, so each costs a verification)."""
+    wrong_claims = [
+        craft(
+            SecretKey.generate(secrets.token_bytes),
+            launch,
+            simulated_chain,
+            Craft(nonce=secrets.token_hex(32)),
+        )
+        for _ in range(n // 2)
+    ]
+    untrusted = [
+        craft(SecretKey.generate(secrets.token_bytes), launch, rogue_chain)
+        for _ in range(n - n // 2)
+    ]
+    return [event for pair in zip(wrong_claims, untrusted, strict=True) for event in pair]
+
+
 @pytest.mark.relay
 @pytest.mark.asyncio
-async def test_source_gives_up_after_too_many_failed_verifications(
-    relay: RelayProcess, rogue_chain: SimulatedChain, caplog: pytest.LogCaptureFixture
+async def test_64_impostors_published_before_the_genuine_one_do_not_stop_the_source(
+    relay: RelayProcess,
+    simulated_chain: SimulatedChain,
+    rogue_chain: SimulatedChain,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Issue 10 acceptance: the source used to give up after 32 failed verifications."""
     launch = _launch(nonce=secrets.token_bytes(32))
-    await _publish(
-        relay,
-        *(craft(SecretKey.generate(secrets.token_bytes), launch, rogue_chain) for _ in range(2)),
-    )
+    container = SecretKey.generate(secrets.token_bytes)
+    impostors = _flood(launch, simulated_chain, rogue_chain, 64)
+    valid = craft(container, launch, simulated_chain)
+    await _publish(relay, *impostors)
+    await _publish(relay, valid)  # every impostor is older and stored first
     caplog.set_level(logging.WARNING, logger="dvm.node.kubernetes.relay_status")
     async with RelayPool([relay.url], secret_key=PROVIDER, backoff=FAST) as pool:
-        source = RelayStatusSource(pool, image=IMAGE, max_verifications=2)
-        seen = [line async for line in source.status_lines(launch)]
-    assert seen == []
-    assert any("failed verification; no longer watching" in r.getMessage() for r in caplog.records)
+        # the default verification budget (a burst of 16, then 4 per second)
+        source = RelayStatusSource(pool, image=IMAGE, trust=trust_of(simulated_chain))
+        lines = [line async for line in source.status_lines(launch)]
+    assert [(line.container, line.attestation) for line in lines] == [
+        (container.public_key.hex(), valid.id)
+    ]
+    ignored = [r.getMessage() for r in caplog.records if "ignoring kind-7100" in r.getMessage()]
+    assert not any(valid.id in m for m in ignored)
+
+
+@pytest.mark.relay
+@pytest.mark.asyncio
+async def test_each_event_is_examined_once_and_evidence_work_is_rate_bounded(
+    relay: RelayProcess,
+    simulated_chain: SimulatedChain,
+    rogue_chain: SimulatedChain,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A tiny queue drops events while the source waits for verification tokens; it asks the
+    relays again, skips what it examined, and finds the genuine event (published first)."""
+    launch = _launch(nonce=secrets.token_bytes(32))
+    container = SecretKey.generate(secrets.token_bytes)
+    valid = craft(container, launch, simulated_chain)
+    impostors = _flood(launch, simulated_chain, rogue_chain, 24)
+    await _publish(relay, valid, *impostors)
+    caplog.set_level(logging.INFO, logger="dvm.node.kubernetes.relay_status")
+    async with RelayPool([relay.url], secret_key=PROVIDER, backoff=FAST, queue_maxsize=4) as pool:
+        source = RelayStatusSource(
+            pool, image=IMAGE, trust=trust_of(simulated_chain), verify_burst=1, verify_per_s=20.0
+        )
+        lines = [line async for line in source.status_lines(launch)]
+    assert [line.container for line in lines] == [container.public_key.hex()]
+    ignored = [r.getMessage() for r in caplog.records if "ignoring kind-7100" in r.getMessage()]
+    for impostor in impostors:  # at most once each, whatever was dropped and re-sent
+        assert sum(impostor.id in m for m in ignored) <= 1
 
 
 @pytest.mark.relay
