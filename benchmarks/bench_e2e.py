@@ -31,19 +31,23 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from attestation.simulated import measure_runtime
 from dvm.cli.embedded_relay import RelaySettings, relay_command, write_config
 from dvm.client import (
     Chat,
     JobFailed,
     JobOptions,
+    Pins,
     Step,
     Timeouts,
     submit,
     trust_simulated_roots,
 )
+from dvm.node.local.launcher import default_runtime_root
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_nsec
 
@@ -201,7 +205,18 @@ def _options(
         tee="simulated",
         trust=trust_simulated_roots([stack.root]),
         timeouts=Timeouts(attestation_s=120, answer_s=300, destroyed_s=60),
+        pins=_pins(stack, model),
         **kw,  # type: ignore[arg-type]
+    )
+
+
+def _pins(stack: Stack, model: str) -> Pins:
+    """What the requester pins: the staged runtime's measurement and the model's sha256."""
+    config = tomllib.loads((stack.directory / "provider.toml").read_text())
+    sha = next(str(m["sha256"]) for m in config["models"] if m["name"] == model)
+    return Pins(
+        measurements=frozenset({measure_runtime(default_runtime_root()).hex()}),
+        model_sha256s=frozenset({sha}),
     )
 
 

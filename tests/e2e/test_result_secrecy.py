@@ -31,7 +31,7 @@ from dvm.nostr.nip90 import JobResult, parse_job_result
 from dvm.relay import RelayPool
 from tests.integration.conftest import RelayFactory
 
-from .conftest import ONNX_NAME, Model, NodeFactory, job_args, run_cli
+from .conftest import ONNX_NAME, Model, NodeFactory, job_args, pins_for, run_cli
 
 pytestmark = [pytest.mark.relay, pytest.mark.slow]
 
@@ -144,6 +144,7 @@ def test_api_wipes_the_session_key_and_u_cannot_open_the_stored_result(
         tee="simulated",
         trust=trust_simulated_roots([node.sim_root]),
         timeouts=Timeouts.uniform(120),
+        pins=pins_for(node, ONNX_NAME),
     )
     canary = _canary()
     job = JobSession(options, mode=JobMode.ONESHOT, identity=requester)

@@ -16,8 +16,18 @@ from pathlib import Path
 import pytest
 
 from attestation.simulated import SimulatedTee
+from attestation.simulated.chain import SIMULATED_TCB
 from attestation.snp.abi import Product
+from attestation.snp.validate import TcbFloor
 from attestation.verification import Trust
+from dvm.cdvm.refs import (
+    LaunchInputs,
+    LaunchMeasurement,
+    ModelHash,
+    ReferenceValues,
+    SourceRef,
+    build_reference_event,
+)
 from dvm.client import (
     AttestationRefused,
     Chat,
@@ -30,19 +40,21 @@ from dvm.client import (
     submit,
     trust_simulated_roots,
 )
-from dvm.client.pins import PinKind
+from dvm.client.pins import PinKind, Pins
+from dvm.client.references import fetch_references
 from dvm.nostr import nip44
 from dvm.nostr.errors import DecryptionError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
+from dvm.nostr.nip19 import encode_npub
 from dvm.nostr.nip59 import GIFT_WRAP_KIND
 from dvm.nostr.nip90 import FeedbackStatus
 from dvm.relay import RelayPool
 from tests.integration.conftest import RelayProcess
 from tests.waiting import wait_for
 
-from .fake_provider import PINS, FakeProvider, Tamper
+from .fake_provider import MODEL_SHA256, PINS, FakeProvider, Tamper
 
 pytestmark = pytest.mark.relay
 
@@ -284,6 +296,87 @@ async def test_a_coco_job_outside_the_trusted_images_is_refused(
         await _only_the_probe_reaches(provider)
     (reason,) = caught.value.reasons
     assert reason.startswith(f"image {_IMAGE} is not pinned: ")
+
+
+@pytest.mark.asyncio
+async def test_a_coco_job_without_pins_is_refused_and_nothing_is_sent(
+    relay: RelayProcess, sim_tee: SimulatedTee
+) -> None:
+    async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
+        opts = _options(
+            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), pins=Pins()
+        )
+        with pytest.raises(AttestationRefused) as caught:
+            await submit(opts, "secret input")
+        await _only_the_probe_reaches(provider)
+    measurement, image, model = caught.value.reasons
+    assert measurement.startswith(f"measurement {sim_tee.measurement.hex()} is not pinned")
+    assert f"--trust-image {_IMAGE}" in image
+    assert f"--model-sha256 {MODEL_SHA256}" in model
+    assert all("cdvm trust add NPUB" in r for r in caught.value.reasons)
+
+
+def _reference(key: SecretKey, sim_tee: SimulatedTee, floor: TcbFloor) -> Event:
+    values = ReferenceValues(
+        release="coco-test",
+        tee="sev-snp",
+        runtime_version="0.1.0",
+        images=(_IMAGE,),
+        measurements=(
+            LaunchMeasurement(
+                sim_tee.measurement.hex(),
+                Product.GENOA,
+                2,
+                "EPYC-Genoa",
+                LaunchInputs("01" * 32, "02" * 32, None, "04" * 32, 1),
+            ),
+        ),
+        min_tcb=((Product.GENOA, floor),),
+        models=(ModelHash("echo", MODEL_SHA256),),
+        recipe="test",
+        source=SourceRef("https://example.org/cdvm.git", "5" * 40),
+    )
+    unsigned = build_reference_event(values, publisher=key.public_key, created_at=int(time.time()))
+    return unsigned.sign(key, aux_rand=secrets.token_bytes(32))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("floor_snp", "ok"), [(SIMULATED_TCB.snp, True), (99, False)])
+async def test_a_coco_job_pinned_by_a_trusted_publishers_event_on_the_relay(
+    relay: RelayProcess, sim_tee: SimulatedTee, floor_snp: int, ok: bool
+) -> None:
+    publisher = SecretKey.generate(secrets.token_bytes)
+    stranger = SecretKey.generate(secrets.token_bytes)
+    async with RelayPool([relay.url]) as pool:
+        await pool.publish(_reference(publisher, sim_tee, TcbFloor(snp=floor_snp)))
+        await pool.publish(_reference(stranger, sim_tee, TcbFloor(snp=0)))
+    trusted = frozenset({publisher.public_key.hex()})
+    fetched = await fetch_references([relay.url], trusted)
+    assert fetched.complete
+    assert [r.publisher for r in fetched.references] == [publisher.public_key.hex()]
+    pins = Pins(references=fetched.references, trusted_publishers=trusted)
+    steps: list[tuple[Step, str]] = []
+    async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
+        opts = _options(
+            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), pins=pins, steps=steps
+        )
+        if not ok:
+            with pytest.raises(AttestationRefused) as caught:
+                await submit(opts, "secret input")
+            await _only_the_probe_reaches(provider)
+            (reason,) = caught.value.reasons
+            assert reason.startswith("reported TCB (bl=10 tee=0 snp=23 ucode=84) is below")
+            return
+        outcome = await submit(opts, "hello")
+    assert outcome.answer == "echo: hello"
+    npub = encode_npub(publisher.public_key)
+    (verified,) = [detail for step, detail in steps if step is Step.VERIFIED]
+    for value in ("measurement", "image", "model sha256"):
+        assert f"checked: {value} matches reference values published by {npub} (release " in (
+            verified
+        )
+    assert f"meets the minimum Genoa TCB stated by {npub}" in verified
+    assert encode_npub(stranger.public_key) not in verified
 
 
 @pytest.mark.asyncio
