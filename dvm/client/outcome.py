@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from dvm.nostr.keys import PublicKey
+from dvm.nostr.nip19 import encode_npub
 from dvm.nostr.nip90 import FeedbackStatus
 
 from .verify import Verification
@@ -80,6 +82,18 @@ def outcome_to_json(outcome: JobOutcome) -> str:
                 "claims": v.claims.to_dict(),
                 "checks": list(v.checks),
                 "warnings": list(v.warnings),
+                "pins": [
+                    {
+                        "value": p.kind.value,
+                        "observed": p.value,
+                        "pinned": p.pinned,
+                        "by_flag": p.by_flag,
+                        "publishers": [encode_npub(PublicKey.from_hex(k)) for k in p.publishers],
+                        "releases": list(p.releases),
+                        "accepted_unpinned": p.accepted_unpinned,
+                    }
+                    for p in v.pins
+                ],
             },
         },
         ensure_ascii=False,

@@ -6,7 +6,12 @@ import json
 
 from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim
 from dvm.client import JobOutcome, Verification, describe_verification, outcome_to_json
+from dvm.client.pins import PinKind, ValuePin
+from dvm.nostr.keys import SecretKey
+from dvm.nostr.nip19 import encode_npub
 from dvm.nostr.nip90 import FeedbackStatus
+
+_PUBLISHER = SecretKey(b"\x05" * 32).public_key
 
 _V = Verification(
     job_id="ab" * 32,
@@ -25,6 +30,10 @@ _V = Verification(
     measurement="22" * 48,
     checks=("chain", "signature"),
     warnings=("image not pinned: x",),
+    pins=(
+        ValuePin(PinKind.MEASUREMENT, "22" * 48, True, (_PUBLISHER.hex(),), ("r1",), True),
+        ValuePin(PinKind.MODEL, "11" * 32, False, (), (), False, accepted_unpinned=True),
+    ),
 )
 
 
@@ -68,3 +77,15 @@ def test_the_json_document() -> None:
     assert doc["verified"]["label"] == "SIMULATED: not confidential"
     assert doc["verified"]["claims"]["model"]["name"] == "echo"
     assert doc["verified"]["warnings"] == ["image not pinned: x"]
+    measurement, model = doc["verified"]["pins"]
+    assert measurement == {
+        "value": "measurement",
+        "observed": "22" * 48,
+        "pinned": True,
+        "by_flag": True,
+        "publishers": [encode_npub(_PUBLISHER)],
+        "releases": ["r1"],
+        "accepted_unpinned": False,
+    }
+    assert model["accepted_unpinned"] is True
+    assert model["pinned"] is False
