@@ -28,7 +28,15 @@ from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip59 import SEAL_KIND, WRAP_KIND_EPHEMERAL
 
-__all__ = ["MALFORMED_KINDS", "encrypt_bytes", "malformed_wraps", "wrap_payload"]
+__all__ = [
+    "MALFORMED_KINDS",
+    "encrypt_bytes",
+    "event_templates",
+    "malformed_wraps",
+    "wrap_payload",
+    "wrap_rumor_text",
+    "wrap_seal_text",
+]
 
 
 def encrypt_bytes(
@@ -55,7 +63,8 @@ def wrap_payload(content: str, recipient: PublicKey, *, now: int, kind: int) -> 
     ).sign(wrapper, aux_rand=secrets.token_bytes(32))
 
 
-def _wrap_seal_text(seal_text: bytes, recipient: PublicKey, *, now: int, kind: int) -> Event:
+def wrap_seal_text(seal_text: bytes, recipient: PublicKey, *, now: int, kind: int) -> Event:
+    """A signed gift wrap whose payload decrypts to ``seal_text`` (any bytes)."""
     wrapper = SecretKey.generate(secrets.token_bytes)
     content = encrypt_bytes(seal_text, wrapper, recipient)
     return UnsignedEvent(
@@ -80,13 +89,13 @@ def _seal_text_with(sealer: SecretKey, now: int, **fields: str) -> bytes:
     return ("{" + ",".join(parts) + "}").encode("utf-8", "surrogatepass")
 
 
-def _rumor_in_seal(
+def wrap_rumor_text(
     rumor_text: bytes, sealer: SecretKey, recipient: PublicKey, *, now: int, kind: int
 ) -> Event:
-    """A valid seal by ``sealer`` whose payload decrypts to ``rumor_text``."""
+    """A gift wrap around a valid seal by ``sealer`` whose payload decrypts to ``rumor_text``."""
     seal_content = encrypt_bytes(rumor_text, sealer, recipient)
     seal = json.dumps(_seal_dict(sealer, seal_content, now=now), separators=(",", ":"))
-    return _wrap_seal_text(seal.encode("utf-8"), recipient, now=now, kind=kind)
+    return wrap_seal_text(seal.encode("utf-8"), recipient, now=now, kind=kind)
 
 
 def _rumor_text(author: PublicKey, recipient: PublicKey, job: str, now: int, content: str) -> str:
@@ -102,6 +111,14 @@ def _rumor_text(author: PublicKey, recipient: PublicKey, job: str, now: int, con
     )
 
 
+def event_templates(
+    author: SecretKey, recipient: PublicKey, job: str, *, now: int
+) -> tuple[dict[str, object], dict[str, object]]:
+    """A real seal and a real kind-14 rumor, as dicts (for ``hostile_event``)."""
+    rumor = json.loads(_rumor_text(author.public_key, recipient, job, now, json.dumps("hello")))
+    return _seal_dict(author, "x", now=now), rumor
+
+
 Builder = Callable[[PublicKey, SecretKey, PublicKey, str, int, int], Event]
 
 
@@ -109,66 +126,66 @@ def _build_all() -> dict[str, Builder]:
     def seal_surrogate(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
-        return _wrap_seal_text(_seal_text_with(me, now, content='"\\ud800"'), to, now=now, kind=k)
+        return wrap_seal_text(_seal_text_with(me, now, content='"\\ud800"'), to, now=now, kind=k)
 
     def seal_surrogate_tag(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now, tags='[["p","\\udfff"]]')
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def rumor_surrogate(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         rumor = _rumor_text(me.public_key, to, job, now, '"\\ud83d"')
-        return _rumor_in_seal(rumor.encode(), me, to, now=now, kind=k)
+        return wrap_rumor_text(rumor.encode(), me, to, now=now, kind=k)
 
     def seal_not_utf8(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
-        return _wrap_seal_text(b'{"kind":13,"content":"\xff\xfe\xed\xa0\x80"}', to, now=now, kind=k)
+        return wrap_seal_text(b'{"kind":13,"content":"\xff\xfe\xed\xa0\x80"}', to, now=now, kind=k)
 
     def rumor_not_utf8(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         rumor = _rumor_text(me.public_key, to, job, now, '"ok"').encode() + b"\xc3"
-        return _rumor_in_seal(rumor, me, to, now=now, kind=k)
+        return wrap_rumor_text(rumor, me, to, now=now, kind=k)
 
     def seal_deep(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now, tags="[" * 20000 + "]" * 20000)
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def seal_huge_int(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now, created_at="9" * 5000)
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def seal_float_overflow(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now, created_at="1e400")
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def seal_nan(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now, kind="NaN", created_at="Infinity")
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def seal_wrong_types(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now, tags='"p"', content="5", kind='"13"')
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def seal_duplicate_keys(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now).replace(b'"kind":13', b'"kind":13,"kind":14')
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def seal_bad_signature(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
@@ -176,24 +193,24 @@ def _build_all() -> dict[str, Builder]:
         seal = _seal_dict(me, "x", now=now)
         sig = str(seal["sig"])
         seal["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
-        return _wrap_seal_text(json.dumps(seal).encode(), to, now=now, kind=k)
+        return wrap_seal_text(json.dumps(seal).encode(), to, now=now, kind=k)
 
     def seal_oversized_field(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         text = _seal_text_with(me, now, pubkey=json.dumps("a" * 60_000))
-        return _wrap_seal_text(text, to, now=now, kind=k)
+        return wrap_seal_text(text, to, now=now, kind=k)
 
     def seal_not_json(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
-        return _wrap_seal_text(_seal_text_with(me, now)[:-7], to, now=now, kind=k)
+        return wrap_seal_text(_seal_text_with(me, now)[:-7], to, now=now, kind=k)
 
     def impersonation(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int
     ) -> Event:
         rumor = _rumor_text(claimed, to, job, now, json.dumps("I am not who I say"))
-        return _rumor_in_seal(rumor.encode(), me, to, now=now, kind=k)
+        return wrap_rumor_text(rumor.encode(), me, to, now=now, kind=k)
 
     def truncated_base64(
         to: PublicKey, me: SecretKey, claimed: PublicKey, job: str, now: int, k: int

@@ -8,13 +8,14 @@ a hostile peer or relay can send:
 * lone surrogates, as JSON escapes (``"\\ud800"``, ``"\\udfff"``, a high half without its low
   half) and as raw characters in a ``str``;
 * bytes that are not UTF-8, and UTF-16 text;
-* deep nesting (up to 20,000 levels: past the interpreter's recursion limit);
+* deep nesting (up to 5,000 levels: past the interpreter's recursion limit);
 * integers of up to 5,000 digits (past ``sys.int_max_str_digits``), floats that overflow;
 * ``NaN``, ``Infinity`` and ``-Infinity`` literals;
 * duplicate keys, wrong types, truncated text.
 
 :func:`hostile_json` is any of those as text; :func:`hostile_object` is a JSON object with the
 given keys whose values are hostile (so field-level checks past the loader are reached);
+:func:`hostile_event` is an event-shaped object built from a real one, some fields hostile;
 :func:`json_frames` wraps hostile values into relay or client message arrays. Import them as
 ``from tests.strategies import hostile_json`` (pytest runs with ``--import-mode=importlib`` from
 the repository root).
@@ -23,13 +24,14 @@ the repository root).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from hypothesis import strategies as st
 
 __all__ = [
     "LONE_SURROGATE_ESCAPES",
     "deep_nesting",
+    "hostile_event",
     "hostile_json",
     "hostile_leaf",
     "hostile_object",
@@ -81,8 +83,8 @@ hostile_leaf = st.one_of(
     st.sampled_from(LONE_SURROGATE_ESCAPES),
     st.sampled_from(_NUMBER_TOKENS),
     st.integers(min_value=20, max_value=5000).map(_big_int),
-    st.integers(min_value=1, max_value=20000).map(deep_nesting),
-    st.integers(min_value=1, max_value=3000).map(
+    st.integers(min_value=1, max_value=5000).map(deep_nesting),
+    st.integers(min_value=1, max_value=2000).map(
         lambda d: deep_nesting(d, opener='{"a":', closer="}")
     ),
     st.sampled_from(["null", "true", "false", "[]", "{}", '""', '"x"', "[[]]", '[""]', '[["p"]]']),
@@ -173,3 +175,15 @@ def json_frames(types: Sequence[str]) -> st.SearchStrategy[str]:
         st.sampled_from(list(types)),
         st.lists(hostile_value, max_size=4),
     )
+
+
+def hostile_event(template: Mapping[str, object]) -> st.SearchStrategy[str | bytes]:
+    """An object shaped like ``template`` (a real event's dict), each field kept or made
+    hostile, rendered as text (or as UTF-8 bytes); mixed with :func:`hostile_json`. The fields
+    that trip a later stage (a surrogate in ``content`` reaching the id serialisation) are
+    reached only this way."""
+    fields = {
+        name: st.just(json.dumps(value, ensure_ascii=False)) for name, value in template.items()
+    }
+    shaped = hostile_object(fields, extra=False)
+    return st.one_of(shaped, shaped.map(lambda t: t.encode("utf-8", "surrogatepass")))

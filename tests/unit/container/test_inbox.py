@@ -14,6 +14,8 @@ from dvm.cdvm.channel import ChannelError, build_end, build_input, build_ready
 from dvm.nostr import nip44, nip59
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import SecretKey
+from tests.hostile_wraps import event_templates, malformed_wraps, wrap_rumor_text, wrap_seal_text
+from tests.strategies import hostile_event, hostile_json
 
 JOB = "ab" * 32
 _counter = itertools.count(1)
@@ -216,3 +218,47 @@ def test_garbage_wraps_are_ignored_never_raised(content: str, kind: int) -> None
         STRANGER.public_key.hex(), 1, kind, (("p", CONTAINER.public_key.hex()),), content
     ).sign(STRANGER, aux_rand=bytes(32))
     assert isinstance(inbox().receive(event), Ignored)
+
+
+# --- issue 10: malformed wraps from anyone are ignored, and the channel goes on -------------
+
+
+@pytest.mark.parametrize("attacker", [STRANGER, REQUESTER], ids=["stranger", "requester-key"])
+def test_every_kind_of_malformed_wrap_is_ignored_then_the_channel_goes_on(
+    attacker: SecretKey,
+) -> None:
+    box = inbox()
+    wraps = malformed_wraps(
+        CONTAINER.public_key,
+        attacker=attacker,
+        impersonate=(STRANGER if attacker is REQUESTER else REQUESTER).public_key,
+        job=JOB,
+        now=1_700_000_000,
+    )
+    assert len(wraps) >= 10
+    for name, bad in wraps.items():
+        got = box.receive(bad)
+        assert isinstance(got, Ignored), name
+    rumor = one_input("still here")
+    assert box.receive(wrap(rumor)) == Accepted(rumor.id, "still here", 21059)
+
+
+_SEAL, _RUMOR = event_templates(REQUESTER, CONTAINER.public_key, JOB, now=1_700_000_000)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.one_of(hostile_json(), hostile_event(_SEAL), hostile_event(_RUMOR)).filter(
+        lambda t: 0 < len(t) < 60000
+    )
+)
+def test_hostile_seal_or_rumor_text_is_ignored(text: str | bytes) -> None:
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    box = inbox()
+    now = 1_700_000_000
+    assert isinstance(
+        box.receive(wrap_seal_text(raw, CONTAINER.public_key, now=now, kind=21059)), Ignored
+    )
+    # Sealed by the requester's own key: the rumor parser is reached.
+    # Never raises; a text that happens to be the intact template is a genuine input.
+    box.receive(wrap_rumor_text(raw, REQUESTER, CONTAINER.public_key, now=now, kind=21059))

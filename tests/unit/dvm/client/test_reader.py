@@ -15,6 +15,8 @@ from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps
 from dvm.nostr.nip59 import WRAP_KIND_EPHEMERAL, gift_wrap
+from tests.hostile_wraps import event_templates, malformed_wraps, wrap_rumor_text, wrap_seal_text
+from tests.strategies import hostile_event, hostile_json
 
 JOB = "ab" * 32
 INPUT = "cd" * 32
@@ -185,3 +187,50 @@ def test_garbage_wraps_are_dropped_never_raised(
     )
     assert inbox.add(event) is None
     assert sum(inbox.dropped.values()) == 1
+
+
+# --- issue 10: malformed wraps from anyone are dropped, and the channel goes on -------------
+
+
+def test_every_kind_of_malformed_wrap_is_dropped_then_the_channel_goes_on() -> None:
+    me, container, stranger = _key(), _key(), _key()
+    reader = ChannelReader(me, container.public_key, JOB)
+    now = int(time.time())
+    attacks = {
+        f"{who}:{name}": bad
+        for who, attacker, claimed in (
+            ("stranger", stranger, container.public_key),
+            ("container-key", container, stranger.public_key),
+        )
+        for name, bad in malformed_wraps(
+            me.public_key, attacker=attacker, impersonate=claimed, job=JOB, now=now
+        ).items()
+    }
+    for name, bad in attacks.items():
+        assert reader.add(bad) is None, name
+    assert sum(reader.dropped.values()) == len(attacks)
+    [rumor] = _outputs(container, me.public_key, "answer after the attacks")
+    message = reader.add(_wrap(rumor, container, me.public_key))
+    assert message is not None
+    assert message.content == "answer after the attacks"
+
+
+_ME, _CONTAINER = _key(), _key()
+_SEAL, _RUMOR = event_templates(_CONTAINER, _ME.public_key, JOB, now=int(time.time()))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.one_of(hostile_json(), hostile_event(_SEAL), hostile_event(_RUMOR)).filter(
+        lambda t: 0 < len(t) < 60000
+    )
+)
+def test_hostile_seal_or_rumor_text_is_dropped(text: str | bytes) -> None:
+    me, container = _ME, _CONTAINER
+    reader = ChannelReader(me, container.public_key, JOB)
+    raw = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+    now = int(time.time())
+    # Never raises; a text that happens to be the intact template is a genuine message.
+    assert reader.add(wrap_seal_text(raw, me.public_key, now=now, kind=21059)) is None
+    reader.add(wrap_rumor_text(raw, container, me.public_key, now=now, kind=21059))
+    assert reader.dropped["unwrap"] >= 1
