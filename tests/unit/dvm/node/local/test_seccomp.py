@@ -220,6 +220,10 @@ def _sandboxed(code: str, *args: str, seccomp: bool) -> subprocess.CompletedProc
     try:
         argv = [bwrap, "--unshare-user", "--unshare-pid", "--die-with-parent"]
         argv += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+        # A checkout (and its venv) under /tmp, as CI's fresh clone may be, stays visible.
+        for keep in sorted({sys.prefix, sys.base_prefix}):
+            if Path(keep).resolve().is_relative_to("/tmp"):
+                argv += ["--ro-bind", keep, keep]
         argv += ["--seccomp", str(fd)] if seccomp else []
         argv += ["--", sys.executable, "-c", code, *args]
         return subprocess.run(
