@@ -10,6 +10,8 @@ import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attestation.snp.abi import Product, TcbVersion
 from attestation.snp.validate import TcbFloor
@@ -364,3 +366,94 @@ def test_bad_pins_are_options_errors(kw: dict[str, Any], message: str) -> None:
 
 def test_observed_is_a_plain_value() -> None:
     assert dataclasses.replace(observed(), image="x").image == "x"
+
+
+# --- property: match_pins against a direct oracle, over every mix of references and pins ------
+
+OTHER_MODEL = "ce" * 32
+OTHER_IMAGE = "registry.example/cdvm/job@sha256:" + "ef" * 32
+_POOL = [
+    reference(
+        key,
+        tee=tee,
+        measurement=meas,
+        model=model,
+        image=image,
+        release=f"{tee}-{meas[:2]}-{model[:2]}-{image[-2:]}",
+        floor=TcbFloor(snp=1),
+    )
+    for key in (ALICE, BOB, CAROL)
+    for tee in ("simulated", "sev-snp")
+    for meas in (MEAS, OTHER_MEAS)
+    for model in (MODEL, OTHER_MODEL)
+    for image in (IMAGE, OTHER_IMAGE)
+]
+_KEYS = [hexkey(k) for k in (ALICE, BOB, CAROL)]
+
+
+def _oracle(pins: Pins, seen: Observed) -> set[PinKind]:
+    """The kinds that must be refused, computed directly from the rules."""
+    refused = set()
+    for kind in required_values(seen.tee):
+        value = {
+            PinKind.MEASUREMENT: seen.measurement,
+            PinKind.IMAGE: seen.image,
+            PinKind.MODEL: seen.model_sha256,
+        }[kind]
+        stated = {
+            PinKind.MEASUREMENT: lambda r: {m.measurement for m in r.values.measurements},
+            PinKind.IMAGE: lambda r: set(r.values.images),
+            PinKind.MODEL: lambda r: {m.sha256 for m in r.values.models},
+        }[kind]
+        flags = {
+            PinKind.MEASUREMENT: pins.measurements,
+            PinKind.IMAGE: pins.images,
+            PinKind.MODEL: pins.model_sha256s,
+        }[kind]
+        vouchers = {
+            r.publisher
+            for r in pins.references
+            if r.publisher in pins.trusted_publishers
+            and r.values.tee == seen.tee
+            and value in stated(r)
+        }
+        pinned = value in flags or len(vouchers) >= pins.require_publishers
+        if not pinned and kind not in pins.accept_unpinned:
+            refused.add(kind)
+    return refused
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    refs=st.lists(st.sampled_from(_POOL), max_size=8, unique_by=lambda r: r.event.id),
+    trusted=st.sets(st.sampled_from(_KEYS)),
+    k=st.integers(1, 3),
+    tee=st.sampled_from(["simulated", "sev-snp"]),
+    flags=st.sets(st.sampled_from(list(PinKind))),
+    accept=st.sets(st.sampled_from(list(PinKind))),
+)
+def test_match_pins_agrees_with_the_rules(
+    refs: list[PublishedReference],
+    trusted: set[str],
+    k: int,
+    tee: str,
+    flags: set[PinKind],
+    accept: set[PinKind],
+) -> None:
+    pins = Pins(
+        measurements=frozenset({MEAS}) if PinKind.MEASUREMENT in flags else frozenset(),
+        images=frozenset({IMAGE}) if PinKind.IMAGE in flags else frozenset(),
+        model_sha256s=frozenset({MODEL}) if PinKind.MODEL in flags else frozenset(),
+        references=tuple(refs),
+        trusted_publishers=frozenset(trusted),
+        require_publishers=k,
+        accept_unpinned=frozenset(accept),
+    )
+    seen = observed(tee)
+    report = match_pins(pins, seen)
+    refused = _oracle(pins, seen)
+    assert {PinKind(r.split(" ", 1)[0]) for r in report.reasons} == refused
+    assert len(report.reasons) == len(refused)  # every floor here is met
+    for pin in report.values:
+        assert set(pin.publishers) <= trusted
+        assert pin.pinned is (pin.kind not in refused and not pin.accepted_unpinned)
