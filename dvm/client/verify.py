@@ -89,9 +89,10 @@ def expected_initdata(request: JobRequest, *, image: str) -> bytes:
     return job_initdata(job_id=request.id, provider=request.provider, image=image, tee=request.tee)
 
 
-# Policy notes the pins answer: the measurement is always pinned here (or accepted unpinned,
-# which has its own note), and a reference's minimum TCB floors the reported TCB.
-_ANSWERED_BY_PINS = ("measurement not pinned",)
+# Verifier notes the pins answer: the measurement and the model sha256 are always pinned here
+# (or accepted unpinned, which has its own note), and a reference's minimum TCB floors the
+# reported TCB.
+_ANSWERED_BY_PINS = ("measurement not pinned", "claims.model.sha256 not compared")
 _ANSWERED_BY_FLOOR = ("no TCB floor", "no floor on REPORTED_TCB")
 
 

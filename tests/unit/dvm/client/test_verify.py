@@ -101,6 +101,7 @@ def test_honest_attestation_verifies(sim_tee: SimulatedTee, trust: Trust) -> Non
         c.startswith("model sha256 is pinned with --model-sha256") for c in verification.checks
     )
     assert not any("measurement not pinned" in w for w in verification.warnings)
+    assert not any("claims.model.sha256 not compared" in w for w in verification.warnings)
 
 
 def test_no_pins_refuse_an_honest_container_and_say_what_to_pin(
