@@ -14,18 +14,11 @@ trusts the publisher's key pins what the event states (:mod:`dvm.client.pins`).
 
 Tags: ``["d", release]`` and ``["tee", kind]``, each exactly once (the ``tee`` tag repeats the
 content's so relays can be asked by it); ``["alt", ...]`` (NIP-31) is written for other clients
-and ignored on parsing, like any unknown tag. Content, a JSON object with exactly these keys::
-
-    {"v": 1, "tee": "sev-snp",
-     "runtime": {"version": "0.4.0", "images": ["registry.example/cdvm/job@sha256:<64 hex>"]},
-     "measurements": [{"measurement": "<96 hex>", "product": "Genoa", "vcpus": 3,
-                       "vcpu_type": "EPYC-Genoa",
-                       "inputs": {"ovmf_sha256": "<64 hex>", "kernel_sha256": ..., "initrd_sha256":
-                                  ... | null, "cmdline_sha256": ..., "guest_features": 1}}],
-     "min_tcb": {"Genoa": {"bl": 7, "tee": 0, "snp": 14, "ucode": 72, "fmc": null}},
-     "models": [{"name": "gemma3-270m", "sha256": "<64 hex>"}],
-     "recipe": "how to recompute (text)",
-     "source": {"repository": "https://...", "commit": "<40 or 64 hex>"}}
+and ignored on parsing, like any unknown tag. The content is one JSON object with exactly the
+keys ``v`` (1), ``tee``, ``runtime`` {``version``, ``images``}, ``measurements`` (entries of
+``measurement``, ``product``, ``vcpus``, ``vcpu_type``, ``inputs``), ``min_tcb`` (by product),
+``models``, ``recipe`` and ``source`` {``repository``, ``commit``}: the full schema is in
+``docs/protocol.md`` §9 and :meth:`ReferenceValues.to_content` writes it.
 
 Strict, like every cdvm/1 parser: unknown keys, duplicates, wrong types and out-of-range numbers
 are refused, because a value the matcher ignored would be a statement nobody checked. Rules by
