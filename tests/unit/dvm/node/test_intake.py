@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from dvm.node.admission import Admission, Refusal
 from dvm.node.config import NodeConfig, parse_config
-from dvm.node.intake import Accepted, is_for_us, screen
+from dvm.node.intake import Accepted, is_for_us, precheck, screen
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.nip90 import ErrorReason
 from tests.unit.dvm.node.conftest import NOW, key, make_request
@@ -207,3 +207,50 @@ def _static_config() -> NodeConfig:
 
 
 _STATIC = _static_config()
+
+
+# --- precheck: the cheap checks that run before the ledger --------------------------------
+
+
+def _pre(config: NodeConfig, event: Event, admission: Admission | None = None) -> Refusal | None:
+    return precheck(event, config=config, admission=admission or Admission(config.limits), now=NOW)
+
+
+def _with(config: NodeConfig, **limits: object) -> NodeConfig:
+    return dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits))
+
+
+def test_precheck_refuses_cheaply_without_spending_rate_tokens(config: NodeConfig) -> None:
+    config = _with(config, max_request_bytes=2048, rate_limit_burst=1)
+    admission = Admission(config.limits, clock=lambda: 0.0)
+    cases = [
+        _raw([_P, _TEE, _NONCE, _MODEL, ("x", "y" * 3000)]),  # size
+        _raw([_P, _TEE, _NONCE, _MODEL], kind=5051),  # kind not served
+        _raw([_P, _TEE, _NONCE, _MODEL, ("expiration", str(NOW))]),  # expired
+    ]
+    for event in cases:
+        refusal = _pre(config, event, admission)
+        assert refusal is not None
+        assert refusal.reason is ErrorReason.BAD_REQUEST
+    good = _raw([_P, _TEE, _NONCE, _MODEL])
+    assert _pre(config, good, admission) is None
+    # none of the refusals spent the requester's one rate-limit token
+    assert admission.check_rate(good.pubkey) is None
+
+
+def test_precheck_leaves_a_malformed_expiration_to_the_parser(config: NodeConfig) -> None:
+    event = _raw([_P, _TEE, _NONCE, _MODEL, ("expiration", "soon")])
+    assert _pre(config, event) is None
+    refusal = _screen(config, event)
+    assert isinstance(refusal, Refusal)
+    assert "malformed job request" in refusal.message
+
+
+def test_precheck_applies_allow_list_and_proof_of_work(config: NodeConfig) -> None:
+    refusal = _pre(_with(config, min_pow_bits=12), _raw([_P, _TEE, _NONCE, _MODEL]))
+    assert refusal is not None
+    assert "proof of work" in refusal.message
+    others = _with(config, allowed_requesters=frozenset({key(9).public_key.hex()}))
+    refusal = _pre(others, _raw([_P, _TEE, _NONCE, _MODEL]))
+    assert refusal is not None
+    assert "allow-list" in refusal.message
