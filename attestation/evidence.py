@@ -258,11 +258,29 @@ def build_bundle(
     return _assemble(claims, evidence, initdata)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ParseError("NaN and Infinity are not JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ParseError("an object in the evidence bundle repeats a key")
+    return obj
+
+
 def parse_bundle(content: str | bytes) -> Bundle:
-    """Parse the content JSON of a kind-7100 event (structure only)."""
+    """Parse the content JSON of a kind-7100 event (structure only).
+
+    Strict JSON, as ``dvm.nostr.strict_json`` reads it on the dvm side (attestation cannot
+    import it; this is its small equivalent): ``NaN``/``Infinity`` and repeated keys are refused
+    (two parsers must not read one text two ways); huge numbers, deep nesting and text that is
+    not UTF-8 fail in the decoder; a lone surrogate in any string the bundle keeps fails its
+    field check (base64, the claims' canonical JSON). ParseError and nothing else.
+    """
     try:
         text = content.decode("utf-8") if isinstance(content, bytes) else content
-        body = json.loads(text)
+        body = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise ParseError("evidence bundle is not UTF-8 JSON") from None
     body = _exact(body, _BUNDLE_KEYS, "evidence bundle")

@@ -30,6 +30,7 @@ from attestation.simulated import SimulatedTee, mint_chain
 from attestation.snp.abi import Product
 from dvm.cdvm.kind7100 import Claims, build_attestation, parse_attestation
 from dvm.nostr.keys import SecretKey
+from tests.strategies import hostile_json
 
 GPU = Path(__file__).parents[2] / "vectors" / "gpu" / "nvidia-hopper"
 SECRET = SecretKey(bytes.fromhex("11" * 32))
@@ -202,6 +203,34 @@ def test_exactly_one_cpu_report(body: dict[str, Any], item: SnpItem) -> None:
 
 @pytest.mark.parametrize("text", [b"\xff\xfe", "nope", "[1]", "1e999999", "[" * 100_000])
 def test_not_a_bundle(text: str | bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_bundle(text)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ('"v":1', '"v":NaN', "NaN and Infinity"),
+        ('"v":1', '"v":1,"v":1', "repeats a key"),
+        ('"v":1', '"v":' + "9" * 5000, "not UTF-8 JSON"),
+        ('"initdata":"', '"initdata":"\\ud800', "initdata is not base64"),
+        ('"report":"', '"report":"\\udfff', "report is not base64"),
+        ('"pubkey":"', '"pubkey":"\\ud800', "claims.pubkey must be 64"),
+        ('"name":"', '"name":"\\ud800', "not valid Unicode"),
+        ('"evidence":', '"evidence":' + "[" * 5000 + "]" * 5000 + ',"x":', "not UTF-8 JSON"),
+    ],
+)
+def test_hostile_json_text_raises_parse_error(
+    body: dict[str, Any], old: str, new: str, reason: str
+) -> None:
+    text = json.dumps(body, separators=(",", ":"))
+    assert old in text
+    with pytest.raises(ParseError, match=reason):
+        parse_bundle(text.replace(old, new, 1))
+
+
+@given(hostile_json())
+def test_hostile_json_raises_parse_error_only(text: str | bytes) -> None:
     with pytest.raises(ParseError):
         parse_bundle(text)
 
