@@ -21,8 +21,10 @@ What counts, and what is ignored (counted in :attr:`JobRecord.ignored`, by reaso
   docs/protocol.md §6) -- never with the other key, so a result readable by U although the
   request asked for S is ignored; the first one wins.
 
-Events that arrive before P named C are buffered, at most :data:`MAX_EARLY_EVENTS` of each
-kind, and filed once it has.
+Events that arrive before P named C are buffered, at most :data:`MAX_EARLY_EVENTS` and
+:data:`MAX_EARLY_BYTES` (the UTF-8 size of their JSON) of each kind, and
+filed once it has: anyone can publish 7100s and wraps tagged with this job, so neither count
+nor size of what is kept may depend on them.
 """
 
 from __future__ import annotations
@@ -47,10 +49,14 @@ from dvm.nostr.nip90 import (
 from .errors import JobFailed
 from .reader import Answers, ChannelReader
 
-__all__ = ["MAX_EARLY_EVENTS", "JobRecord"]
+__all__ = ["MAX_EARLY_BYTES", "MAX_EARLY_EVENTS", "JobRecord"]
 
 MAX_EARLY_EVENTS = 256  # per kind, buffered before P names C
-_OVERFLOW = f"event beyond the {MAX_EARLY_EVENTS} buffered before the container was named"
+MAX_EARLY_BYTES = 4 * 1024 * 1024  # per kind, buffered before P names C
+_OVERFLOW = (
+    f"event beyond the {MAX_EARLY_EVENTS} events or {MAX_EARLY_BYTES} bytes buffered before "
+    "the container was named"
+)
 
 
 class JobRecord:
@@ -76,6 +82,8 @@ class JobRecord:
         self._attestations_open = True
         self._early_wraps: list[Event] = []
         self._early_results: list[Event] = []
+        # bytes held in each buffer, by the buffer's id (an emptied buffer counts from 0 again)
+        self._held_bytes: dict[int, int] = {}
         self._reader: ChannelReader | None = None
         self._error_feedback: JobFeedback | None = None
         self._channel_error: ChannelMessage | None = None
@@ -169,10 +177,13 @@ class JobRecord:
             self._on_result(result)
 
     def _buffer(self, early: list[Event], event: Event) -> None:
-        if len(early) >= MAX_EARLY_EVENTS:
+        held = self._held_bytes.get(id(early), 0) if early else 0
+        size = len(event.to_json().encode("utf-8"))
+        if len(early) >= MAX_EARLY_EVENTS or held + size > MAX_EARLY_BYTES:
             self._ignore(_OVERFLOW)
         else:
             early.append(event)
+            self._held_bytes[id(early)] = held + size
 
     def _on_attestation(self, event: Event) -> None:
         if not self._attestations_open:

@@ -22,20 +22,15 @@ Lifecycle of :meth:`ProviderNode.run`:
    rates (:meth:`~dvm.node.admission.Admission.may_answer`), from at most
    :data:`MAX_BACKGROUND` publishing tasks; every refusal counts towards the load that raises
    the proof of work required;
-6. per job task (the scheduler's per-job boundary, the one broad ``except``): ``processing``
-   feedback, launch, ``processing`` + ``["container", C]`` on the ``attested`` status line, then
-   on exit ``success`` + ``["destroyed","true"]`` or ``error`` with the reason of
-   docs/launch.md §3; a launch that cannot start gets ``error`` with the
-   :class:`~dvm.node.errors.LaunchError`'s ``reason`` (``launch-failed``, ``capacity``,
-   ``unsupported-tee``) and its message. Meanwhile it watches for a NIP-09 deletion of the
-   request by its author: the container is killed and the final feedback is ``error``
-   ``cancelled``. Its feedback also goes to the request's ``relays`` that
-   :func:`~dvm.node.feedback_relays.select_feedback_relays` admits (:mod:`dvm.node.side_relays`);
-8. the ledger is pruned of final rows older than ``limits.ledger_retention_s`` at start and
-   every :data:`PRUNE_INTERVAL_S` (at most);
+6. per job task: :func:`dvm.node.job.run_job` (the scheduler's per-job boundary, the one broad
+   ``except``; ``processing``, launch, ``["container", C]``, final feedback; NIP-09
+   cancellation; feedback to the request's ``relays`` too); this node is its
+   :class:`~dvm.node.job.JobHost`;
 7. on ``stop``: close the intake subscription, give running jobs up to ``limits.grace_s`` to
    finish, kill the rest (their feedback is ``error`` ``timeout``), publish the NIP-09
-   deletion of the announcement, close the pool.
+   deletion of the announcement, close the pool;
+8. all along, the ledger is pruned of final rows older than ``limits.ledger_retention_s``
+   (at start, then every ``min(PRUNE_INTERVAL_S, retention / 4)``).
 
 Feedback is signed by P; its content is a short human-readable reason (limits, counts, names
 of fields), never job data. Log lines carry job ids, kinds, states and sizes.
@@ -50,17 +45,13 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine
 
-from container.launch import StatusKind
-from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
-from dvm.nostr.nip09 import DELETION_KIND, parse_deletion
 from dvm.nostr.nip90 import (
     JOB_REQUEST_KINDS,
     ErrorReason,
     FeedbackStatus,
-    JobRequest,
     build_job_feedback,
 )
 from dvm.relay import RelayError, RelayPool, Subscription
@@ -68,25 +59,15 @@ from dvm.relay import RelayError, RelayPool, Subscription
 from .admission import Admission, Refusal
 from .announce import build_announcement, build_relay_list, build_withdrawal
 from .config import NodeConfig
-from .errors import LaunchError, LedgerError
-from .feedback_relays import select_feedback_relays
 from .intake import Accepted, admit, is_for_us, precheck
-from .launcher import (
-    ExitInfo,
-    FinalFeedback,
-    LaunchedJob,
-    Launcher,
-    LaunchRequest,
-    feedback_for_exit,
-)
+from .job import run_job
+from .launcher import LaunchedJob, Launcher, LaunchRequest
 from .ledger import JobLedger, JobState
 from .side_relays import SideRelays
 
 __all__ = ["MAX_BACKGROUND", "PRUNE_INTERVAL_S", "ProviderNode"]
 
 _log = logging.getLogger(__name__)
-_STATUS_DRAIN_S = 5.0
-_MAX_CONTENT_CHARS = 500
 #: refusal-feedback tasks in flight at once; a refusal beyond them is logged, not answered
 MAX_BACKGROUND = 32
 #: the longest wait between two ledger prunings
@@ -152,7 +133,7 @@ class ProviderNode:
         except RelayError as exc:
             _log.warning("event %s kind %d not published: %s", event.id, event.kind, exc)
 
-    async def _feedback(
+    async def feedback(
         self,
         request_id: str,
         requester: str,
@@ -296,7 +277,7 @@ class ProviderNode:
                 record.state.value,
                 " (container killed)" if record.request_id in killed else "",
             )
-            await self._feedback(
+            await self.feedback(
                 record.request_id,
                 record.requester,
                 FeedbackStatus.ERROR,
@@ -341,7 +322,7 @@ class ProviderNode:
             return  # pragma: no cover - looked up just above, on the same loop
         self._ledger.transition(event.id, JobState.LAUNCHING)
         self._occupying.add(event.id)
-        self._jobs[event.id] = asyncio.create_task(self._job_boundary(decision))
+        self._jobs[event.id] = asyncio.create_task(self._job_task(decision))
 
     def _refuse(self, event: Event, refusal: Refusal) -> None:
         """Count the refusal towards the load; answer it if the feedback rates allow."""
@@ -352,7 +333,7 @@ class ProviderNode:
             )
             return
         answered = self._spawn(
-            self._feedback(
+            self.feedback(
                 event.id,
                 event.pubkey,
                 FeedbackStatus.ERROR,
@@ -365,41 +346,43 @@ class ProviderNode:
         else:
             _log.debug("job %s: refused (%s), not answered (busy)", event.id, refusal.reason)
 
-    # --- one job -----------------------------------------------------------------------
+    # --- one job (dvm.node.job; this node is its JobHost) -----------------------------------
 
-    async def _job_boundary(self, accepted: Accepted) -> None:
-        request = accepted.request
-        side_urls = select_feedback_relays(request.relays, self._config.relays)
-        side = (
-            SideRelays(
-                side_urls,
-                secret_key=self._key,
-                clock=self._clock,
-                random_bytes=self._random_bytes,
-            )
-            if side_urls
-            else None
-        )
+    @property
+    def ledger(self) -> JobLedger:
+        return self._ledger
+
+    @property
+    def launcher(self) -> Launcher:
+        return self._launcher
+
+    @property
+    def pool(self) -> RelayPool:
+        if self._pool is None:  # pragma: no cover - _serve sets it before any job starts
+            raise RuntimeError("the node is not serving")
+        return self._pool
+
+    @property
+    def own_relays(self) -> tuple[str, ...]:
+        return self._config.relays
+
+    @property
+    def secret_key(self) -> SecretKey:
+        return self._key
+
+    def track(self, job_id: str, launched: LaunchedJob) -> None:
+        self._launched[job_id] = launched
+
+    def release_slot(self, job_id: str) -> None:
+        self._occupying.discard(job_id)
+
+    async def _job_task(self, accepted: Accepted) -> None:
+        job_id = accepted.request.id
         try:
-            await self._job(accepted, side)
-        except Exception as exc:  # noqa: BLE001 - the scheduler's per-job boundary
-            _log.error("job %s: failed in the node (%s: %s)", request.id, type(exc).__name__, exc)
-            with contextlib.suppress(LedgerError):
-                self._ledger.transition(request.id, JobState.FAILED, reason="node-error")
-            await self._feedback(
-                request.id,
-                request.requester,
-                FeedbackStatus.ERROR,
-                reason=ErrorReason.LAUNCH_FAILED,
-                content="the provider node failed to run this job",
-                side=side,
-            )
+            await run_job(self, accepted, self._launch_request(accepted))
         finally:
-            self._occupying.discard(request.id)
-            self._jobs.pop(request.id, None)
-            self._launched.pop(request.id, None)
-            if side is not None:
-                await side.close()
+            self._jobs.pop(job_id, None)
+            self._launched.pop(job_id, None)
 
     def _launch_request(self, accepted: Accepted) -> LaunchRequest:
         limits = self._config.limits
@@ -413,144 +396,3 @@ class ProviderNode:
             runtime_version=self._runtime_version,
             runtime_image=self._runtime_image,
         )
-
-    async def _job(self, accepted: Accepted, side: SideRelays | None) -> None:
-        cancel = _Cancellation()
-        deletions = await self._watch_deletions(accepted.request, cancel)
-        try:
-            await self._run_job(accepted, side, cancel)
-        finally:
-            deletions.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await deletions
-
-    async def _run_job(
-        self, accepted: Accepted, side: SideRelays | None, cancel: _Cancellation
-    ) -> None:
-        request = accepted.request
-        job_id, requester = request.id, request.requester
-        await self._feedback(
-            job_id, requester, FeedbackStatus.PROCESSING, content="launching", side=side
-        )
-        try:
-            launched = await self._launcher.launch(self._launch_request(accepted))
-        except LaunchError as exc:
-            self._occupying.discard(job_id)  # nothing runs: free the slot before telling anyone
-            _log.error("job %s: launch failed (%s): %s", job_id, exc.reason.value, exc)
-            self._ledger.transition(job_id, JobState.FAILED, reason=exc.reason.value)
-            await self._feedback(
-                job_id,
-                requester,
-                FeedbackStatus.ERROR,
-                reason=exc.reason,
-                content=str(exc)[:_MAX_CONTENT_CHARS] or "the container could not be started",
-                side=side,
-            )
-            return
-        self._launched[job_id] = launched
-        cancel.launched = launched
-        self._ledger.transition(job_id, JobState.RUNNING, handle=launched.handle)
-        if cancel.deletion_id is not None:  # deleted while the container was starting
-            await launched.kill()
-        container: list[str] = []
-        watcher = asyncio.create_task(
-            self._watch_status(job_id, requester, launched, container, side)
-        )
-        info = await launched.wait()
-        self._occupying.discard(job_id)  # the container is gone: its slot is free
-        try:
-            await asyncio.wait_for(watcher, timeout=_STATUS_DRAIN_S)
-        except TimeoutError:
-            _log.warning("job %s: status stream still open after exit", job_id)
-        final = _final_feedback(info, cancel)
-        state = JobState.FINISHED if final.status is FeedbackStatus.SUCCESS else JobState.FAILED
-        reason = final.reason.value if final.reason else None
-        self._ledger.transition(job_id, state, reason=reason)
-        await self._feedback(
-            job_id,
-            requester,
-            final.status,
-            reason=final.reason,
-            container=container[0] if container else None,
-            destroyed=final.destroyed,
-            content=final.message or "container destroyed",
-            side=side,
-        )
-
-    async def _watch_deletions(
-        self, request: JobRequest, cancel: _Cancellation
-    ) -> asyncio.Task[None]:
-        """Subscribe to NIP-09 deletions of ``request`` by its author; kill the job on one."""
-        pool = self._pool
-        assert pool is not None  # _serve sets it before any job starts
-        sub = await pool.subscribe(
-            [
-                Filter(
-                    kinds=(DELETION_KIND,),
-                    authors=(request.requester,),
-                    tags=(Filter.tag("e", [request.id]),),
-                )
-            ],
-            queue_maxsize=16,
-            dedup_capacity=64,
-        )
-
-        async def watch() -> None:
-            try:
-                async for event in sub:
-                    if event.pubkey != request.requester:
-                        continue  # a relay that ignores the filter; NIP-09: author only
-                    try:
-                        deletion = parse_deletion(event)
-                    except NostrError:
-                        continue
-                    if request.id not in deletion.event_ids:
-                        continue
-                    _log.info("job %s: cancelled by deletion %s", request.id, event.id)
-                    cancel.deletion_id = event.id
-                    if cancel.launched is not None:
-                        await cancel.launched.kill()
-                    return
-            finally:
-                await sub.close()
-
-        return asyncio.create_task(watch())
-
-    async def _watch_status(
-        self,
-        job_id: str,
-        requester: str,
-        launched: LaunchedJob,
-        container: list[str],
-        side: SideRelays | None,
-    ) -> None:
-        async for line in launched.status_lines():
-            _log.info("job %s: status %s", job_id, line.kind.value)
-            if line.kind is StatusKind.ATTESTED and line.container and not container:
-                container.append(line.container)
-                self._ledger.set_container(job_id, line.container)
-                await self._feedback(
-                    job_id,
-                    requester,
-                    FeedbackStatus.PROCESSING,
-                    container=line.container,
-                    content="container attested",
-                    side=side,
-                )
-
-
-class _Cancellation:
-    """A job's NIP-09 cancellation: the deletion that asked for it, and what to kill."""
-
-    def __init__(self) -> None:
-        self.deletion_id: str | None = None
-        self.launched: LaunchedJob | None = None
-
-
-def _final_feedback(info: ExitInfo, cancel: _Cancellation) -> FinalFeedback:
-    """:func:`feedback_for_exit`, or ``error`` ``cancelled`` when the requester deleted the job."""
-    if cancel.deletion_id is None:
-        return feedback_for_exit(info)
-    gone = "container destroyed" if info.destroyed else "container killed"
-    message = f"cancelled by the requester (NIP-09 deletion {cancel.deletion_id}); {gone}"
-    return FinalFeedback(FeedbackStatus.ERROR, ErrorReason.CANCELLED, info.destroyed, message)

@@ -7,8 +7,11 @@ Memory is bounded twice:
   resubscription with ``since``, reaches the caller once. An id evicted from the LRU and then
   re-delivered would pass again; the ``since`` overlap (seconds) is far smaller than what
   4096 ids cover for the subscriptions a DVM makes.
-* **The queue** holds at most ``queue_maxsize`` events. When the consumer is slower than the
-  relays, the *oldest* queued event is dropped and counted (``dropped_count``; a warning is
+* **The queue** holds at most ``queue_maxsize`` events **and** at most ``queue_max_bytes``
+  bytes of them (:func:`event_size_bytes`: the UTF-8 size of the id, key, signature, tags and
+  content, a close estimate of the event's JSON; a count alone lets a few large events hold
+  ``queue_maxsize`` times the largest event a relay accepts). When the consumer is slower than
+  the relays, the *oldest* queued events are dropped and counted (``dropped_count``; a warning is
   logged on the first drop and then every 1000th). We chose dropping over backpressure because
   one websocket carries every subscription of a relay plus its pings: blocking the reader for
   one slow consumer would stall the others and eventually get the connection dropped by the
@@ -28,9 +31,20 @@ from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
 from dvm.nostr.messages import Reason
 
-__all__ = ["RecentIds", "Subscription"]
+__all__ = ["DEFAULT_QUEUE_MAX_BYTES", "RecentIds", "Subscription", "event_size_bytes"]
 
 _log = logging.getLogger(__name__)
+
+#: bytes of events one subscription may hold for its consumer
+DEFAULT_QUEUE_MAX_BYTES = 16 * 1024 * 1024
+_FIXED_BYTES = 64 + 64 + 128 + 80  # id, pubkey, sig (hex) and the JSON around the fields
+
+
+def event_size_bytes(event: Event) -> int:
+    """The UTF-8 size of the event's strings plus their framing: its JSON's size, near enough."""
+    tags = sum(len(value.encode("utf-8", "surrogatepass")) + 3 for t in event.tags for value in t)
+    content = len(event.content.encode("utf-8", "surrogatepass"))
+    return _FIXED_BYTES + tags + 2 * len(event.tags) + content
 
 
 class RecentIds:
@@ -75,16 +89,19 @@ class Subscription:
         queue_maxsize: int,
         dedup_capacity: int,
         on_close: Callable[[Subscription], Awaitable[None]],
+        queue_max_bytes: int = DEFAULT_QUEUE_MAX_BYTES,
     ) -> None:
-        if queue_maxsize < 1:
-            raise ValueError("queue_maxsize must be >= 1")
+        if queue_maxsize < 1 or queue_max_bytes < 1:
+            raise ValueError("queue_maxsize and queue_max_bytes must be >= 1")
         self.id = subscription_id
         self.filters = filters
         self.relay_urls = relay_urls
         self.queue_maxsize = queue_maxsize
+        self.queue_max_bytes = queue_max_bytes
+        self._queued_bytes = 0
         self.dropped_count = 0
         self.duplicate_count = 0
-        self._queue: deque[Event] = deque()
+        self._queue: deque[tuple[Event, int]] = deque()
         self._seen = RecentIds(dedup_capacity)
         self._eose: set[str] = set()
         self._closed: dict[str, Reason] = {}
@@ -103,14 +120,24 @@ class Subscription:
                 raise StopAsyncIteration
             self._changed.clear()
             await self._changed.wait()
-        return self._queue.popleft()
+        return self._pop()
 
     def get_nowait(self) -> Event | None:
-        return self._queue.popleft() if self._queue else None
+        return self._pop() if self._queue else None
+
+    def _pop(self) -> Event:
+        event, size = self._queue.popleft()
+        self._queued_bytes -= size
+        return event
 
     @property
     def queued(self) -> int:
         return len(self._queue)
+
+    @property
+    def queued_bytes(self) -> int:
+        """:func:`event_size_bytes` of the queued events, summed."""
+        return self._queued_bytes
 
     @property
     def eose_relays(self) -> frozenset[str]:
@@ -165,17 +192,23 @@ class Subscription:
             self.duplicate_count += 1
             self._changed.set()
             return False
-        if len(self._queue) >= self.queue_maxsize:
-            self._queue.popleft()
+        size = event_size_bytes(event)
+        while self._queue and (
+            len(self._queue) >= self.queue_maxsize
+            or self._queued_bytes + size > self.queue_max_bytes
+        ):
+            self._pop()
             self.dropped_count += 1
             if self.dropped_count == 1 or self.dropped_count % 1000 == 0:
                 _log.warning(
-                    "subscription %s: consumer too slow, %d events dropped (queue %d)",
+                    "subscription %s: consumer too slow, %d events dropped (queue %d, %d bytes)",
                     self.id,
                     self.dropped_count,
                     self.queue_maxsize,
+                    self.queue_max_bytes,
                 )
-        self._queue.append(event)
+        self._queue.append((event, size))
+        self._queued_bytes += size
         self._changed.set()
         return True
 

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dvm.cdvm.channel import ChannelError, build_error
-from dvm.client.record import JobRecord
+from dvm.cdvm.kind7100 import ATTESTATION_KIND
+from dvm.client.record import MAX_EARLY_BYTES, MAX_EARLY_EVENTS, JobRecord
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip17 import gift_wraps
@@ -97,3 +98,25 @@ def test_garbage_events_never_raise(
         ).sign(signer, aux_rand=bytes(32))
         record.add(event)  # filed or ignored, never raised
     assert record.failure is None or record.failure.job_id == JOB
+
+
+def test_early_attestations_are_bounded_by_bytes_too() -> None:
+    """Large 7100s from anyone, before P names C: at most MAX_EARLY_BYTES of them are kept."""
+    record = _record()
+    per_event = 100_000
+    held = 0
+    kept = 0
+    for n in range(3 * MAX_EARLY_BYTES // per_event):
+        signer = SecretKey.from_hex(f"{n + 16:064x}")
+        big = UnsignedEvent(
+            signer.public_key.hex(), NOW, ATTESTATION_KIND, (("e", JOB),), "x" * per_event
+        ).sign(signer, aux_rand=bytes(32))
+        record.add(big)
+        size = len(big.to_json().encode("utf-8"))
+        if held + size <= MAX_EARLY_BYTES:
+            held += size
+            kept += 1
+    assert 0 < kept < MAX_EARLY_EVENTS  # the byte bound, not the count, stopped it
+    [(reason, dropped)] = record.ignored.items()
+    assert "bytes buffered before the container was named" in reason
+    assert dropped == 3 * MAX_EARLY_BYTES // per_event - kept

@@ -8,7 +8,7 @@ from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.messages import Reason
-from dvm.relay.subscription import RecentIds, Subscription
+from dvm.relay.subscription import RecentIds, Subscription, event_size_bytes
 
 KEY = SecretKey(bytes.fromhex("44" * 32))
 
@@ -85,3 +85,55 @@ async def test_iteration_waits_for_events_and_times_out_eose() -> None:
     sub._deliver(event(1))
     assert (await reader).content == "1"
     assert not await sub.wait_eose(timeout_s=0.01)
+
+
+def _sized(n: int, content_bytes: int) -> Event:
+    return UnsignedEvent(
+        KEY.public_key.hex(), 1000 + n, 1, (("t", "x"),), "é" * (content_bytes // 2)
+    ).sign(KEY, aux_rand=bytes(32))
+
+
+def test_event_size_is_close_to_its_json_size() -> None:
+    for e in (event(1), _sized(2, 10_000), _sized(3, 0)):
+        actual = len(e.to_json().encode("utf-8"))
+        assert actual - 64 <= event_size_bytes(e) <= actual + 128, (actual, event_size_bytes(e))
+
+
+@pytest.mark.asyncio
+async def test_queue_is_bounded_by_bytes_too() -> None:
+    sub = Subscription(
+        "s",
+        (Filter(),),
+        frozenset({"ws://a"}),
+        queue_maxsize=1000,
+        dedup_capacity=100,
+        on_close=_noop,
+        queue_max_bytes=50_000,
+    )
+    big = [_sized(i, 20_000) for i in range(5)]
+    for e in big:
+        sub._deliver(e)
+    assert sub.queued == 2  # two 20 kB events fit in 50 kB, a third does not
+    assert sub.dropped_count == 3
+    assert sub.queued_bytes == sum(event_size_bytes(e) for e in big[3:])
+    assert sub.queued_bytes <= 50_000
+    assert [sub.get_nowait(), sub.get_nowait()] == big[3:]  # the newest kept
+    assert sub.queued_bytes == 0
+    huge = _sized(9, 80_000)
+    sub._deliver(huge)  # larger than the bound alone: kept (the queue was empty)
+    assert sub.queued == 1
+    sub._deliver(event(10))
+    assert [sub.get_nowait(), sub.get_nowait()] == [event(10), None]
+
+
+def test_a_queue_needs_a_positive_byte_bound() -> None:
+    with pytest.raises(ValueError, match="queue_max_bytes"):
+        Subscription(
+            "s",
+            (Filter(),),
+            frozenset({"ws://a"}),
+            queue_maxsize=1,
+            dedup_capacity=1,
+            on_close=_noop,
+            queue_max_bytes=0,
+        )
