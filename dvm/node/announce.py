@@ -8,7 +8,10 @@ NIP-09: https://github.com/nostr-protocol/nips/blob/master/09.md (kind 5, ``["a"
 Contract: pure builders of unsigned events (the caller signs with the node key P and supplies
 ``created_at``). The announcement's content carries ``name``, ``about``, both encryption
 flags, ``nip90Params`` (what :mod:`dvm.cdvm.params` accepts), ``tee`` and ``models`` (name,
-runner, sha256), one ``k`` tag per served job kind.
+runner, sha256), one ``k`` tag per served job kind, and the node's proof-of-work policy as
+``["pow", <min_pow_bits>, <bits required under load>, <refusals per minute that mean load>]``
+(NIP-13; docs/protocol.md "Proof of work"): a requester that reads it can mine enough work up
+front, which matters under load, when refusals are not all answered.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dvm.nostr.nip89 import HANDLER_KIND, Handler, ModelInfo, build_handler, han
 from .config import NodeConfig
 
 __all__ = [
+    "POW_TAG",
     "RELAY_LIST_KIND",
     "build_announcement",
     "build_relay_list",
@@ -29,6 +33,7 @@ __all__ = [
 ]
 
 RELAY_LIST_KIND = 10002
+POW_TAG = "pow"
 
 
 def _nip90_params(config: NodeConfig) -> dict[str, object]:
@@ -58,8 +63,19 @@ def handler_for(config: NodeConfig) -> Handler:
 
 
 def build_announcement(config: NodeConfig, *, author_hex: str, created_at: int) -> UnsignedEvent:
-    """The kind-31990 handler event of this node."""
-    return build_handler(handler_for(config), author_hex=author_hex, created_at=created_at)
+    """The kind-31990 handler event of this node, with its ``pow`` tag."""
+    handler = build_handler(handler_for(config), author_hex=author_hex, created_at=created_at)
+    limits = config.limits
+    under_load = max(limits.min_pow_bits, limits.load_pow_bits)
+    pow_tag = (
+        POW_TAG,
+        str(limits.min_pow_bits),
+        str(under_load),
+        str(limits.load_refusals_per_minute),
+    )
+    return UnsignedEvent(
+        handler.pubkey, handler.created_at, handler.kind, (*handler.tags, pow_tag), handler.content
+    )
 
 
 def build_relay_list(config: NodeConfig, *, author_hex: str, created_at: int) -> UnsignedEvent:

@@ -59,3 +59,19 @@ def test_nip90_params_are_the_request_rows_of_the_table(config: NodeConfig) -> N
         "top_k": {"required": False, "min": 0, "max": 1000},
         "seed": {"required": False, "min": 0, "max": 2**31 - 1},
     }
+
+
+def test_announcement_states_the_proof_of_work_policy(config: NodeConfig) -> None:
+    event = build_announcement(config, author_hex=P.public_key.hex(), created_at=1).sign(
+        P, aux_rand=bytes(32)
+    )
+    parse_handler(event)  # still a valid NIP-89 handler
+    limits = config.limits
+    assert [t for t in event.tags if t[0] == "pow"] == [
+        (
+            "pow",
+            str(limits.min_pow_bits),
+            str(max(limits.min_pow_bits, limits.load_pow_bits)),
+            str(limits.load_refusals_per_minute),
+        )
+    ]
