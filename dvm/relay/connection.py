@@ -7,6 +7,10 @@ every successful handshake) and try again, until :meth:`close`. All protocol dec
 the session; this module only moves frames, keeps the send order (one lock around
 "take frames, send them") and turns OKs into futures.
 
+A frame that does not parse is the session's to drop (size and reason logged, the socket kept:
+``parse_relay_message`` raises ``MessageError`` and nothing else), so no frame a relay sends can
+end this task; only :meth:`close` does.
+
 Logs name the relay URL, event and subscription ids; never content.
 """
 
