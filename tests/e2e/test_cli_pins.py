@@ -159,6 +159,11 @@ def test_a_trusted_publishers_reference_values_let_the_job_proceed(stack: Stack)
     assert shown.returncode == 0, shown.stderr
     assert f"{npub} release 'e2e': tee simulated" in shown.stdout
     assert f"measurement {runtime_measurement()}" in shown.stdout
+    as_json = run_cli("refs", "show", "--relay", stack.relay.url, "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    (listed,) = json.loads(as_json.stdout)["references"]
+    assert listed["publisher"] == npub
+    assert listed["event"]["kind"] == 37100
 
 
 def test_a_publisher_the_requester_does_not_trust_is_refused(stack: Stack) -> None:
