@@ -81,6 +81,11 @@ async def with_references(options: JobOptions, *, command: str, quiet: bool) -> 
         )
         for line in fetched.skipped:
             sys.stderr.write(f"reference values: skipped {line}\n")
+        if not fetched.complete:
+            sys.stderr.write(
+                f"reference values: not every relay answered within {timeout_s:g} s; "
+                "a value they would have vouched for is refused\n"
+            )
     return dataclasses.replace(
         options, pins=dataclasses.replace(pins, references=fetched.references)
     )
