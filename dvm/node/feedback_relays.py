@@ -18,7 +18,7 @@ where it says would let a stranger make the node open connections inside the ope
 (server-side request forgery: the websocket handshake is an HTTP GET to a chosen host and port).
 What is left: a host **name** is not resolved here, so a public name pointing at a private
 address still gets a connection attempt (the handshake's response is never shown to anyone);
-LIMITATIONS.md says so. The node opens these connections only for requests it **accepted**
+docs/protocol.md §3 says so. The node opens these connections only for requests it **accepted**
 (never for refusals: junk must not buy outgoing connections), in one short-lived pool per job,
 closed when the job ends.
 """
