@@ -102,21 +102,28 @@ _DECODER = json.JSONDecoder(
 
 
 def _check_tree(value: Any, *, max_depth: int, strings: bool) -> None:
-    """Depth bound, and (``strings``) no surrogate in any key or string; iterative."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if strings and _SURROGATE.search(item):
+    """Depth bound, and (``strings``) no surrogate in any key or string; level by level."""
+    level: list[Any] = [value]
+    for depth in range(max_depth + 1):
+        below: list[Any] = []
+        containers = False
+        for item in level:
+            kind = type(item)  # the decoder makes exact list, dict and str
+            if kind is list:
+                containers = True
+                below.extend(item)
+            elif kind is dict:
+                containers = True
+                if strings:
+                    below.extend(item)  # the keys
+                below.extend(item.values())
+            elif strings and kind is str and _SURROGATE.search(item):
                 raise JsonError("a string holds a lone surrogate escape")
-        elif isinstance(item, list | dict):
-            if depth >= max_depth:
-                raise JsonError(f"nesting deeper than {max_depth}")
-            if isinstance(item, dict):
-                stack.extend((key, depth + 1) for key in item)
-                stack.extend((child, depth + 1) for child in item.values())
-            else:
-                stack.extend((child, depth + 1) for child in item)
+        if not containers:
+            return
+        if depth == max_depth:
+            raise JsonError(f"nesting deeper than {max_depth}")
+        level = below
 
 
 def parse_json(
