@@ -30,7 +30,9 @@ stop or redirect it), and the work an impostor can cause is bounded:
   signature checks per job. While it waits, events queue in the subscription (bounded; the
   oldest are dropped): if any were dropped, the source re-subscribes once its queue is empty,
   and the relays send the stored events again (already-examined ids are skipped), so the
-  genuine event is examined in the end.
+  genuine event is examined in the end. If the relays close the subscription (``CLOSED``, or
+  no free subscription slot), it asks again every :data:`RESUBSCRIBE_AFTER_S`; only the pool's
+  closing (the node stopping) or the caller's ends the watch without a line.
 :func:`check_attestation` (pure: ``now``, the trust roots, the policy and the chain cache are
 parameters) returns C or raises :class:`~dvm.node.errors.AttestationIgnored` listing every
 failed check. It is the one cdvm/1 job check, :mod:`dvm.cdvm.jobcheck` (the requester's too),
@@ -63,7 +65,7 @@ from dvm.cdvm.jobcheck import ExpectedJob, check_claims, check_evidence, job_ini
 from dvm.cdvm.kind7100 import ATTESTATION_KIND
 from dvm.nostr.event import Event
 from dvm.nostr.filters import Filter
-from dvm.relay import RecentIds, RelayPool
+from dvm.relay import PoolClosedError, RecentIds, RelayPool
 
 from ..admission import TokenBucket
 from ..errors import AttestationIgnored
@@ -72,6 +74,7 @@ from ..launcher import LaunchRequest
 __all__ = [
     "DEFAULT_VERIFY_BURST",
     "DEFAULT_VERIFY_PER_S",
+    "RESUBSCRIBE_AFTER_S",
     "SEEN_IDS",
     "RelayStatusSource",
     "check_attestation",
@@ -85,6 +88,8 @@ DEFAULT_VERIFY_BURST = 16
 DEFAULT_VERIFY_PER_S = 4.0
 #: Event ids remembered per job (examined once each).
 SEEN_IDS = 4096
+#: After the relays closed the subscription (CLOSED, or no subscription slot), ask again after.
+RESUBSCRIBE_AFTER_S = 5.0
 
 
 def _expected(launch: LaunchRequest, image: str) -> ExpectedJob:
@@ -172,7 +177,10 @@ class RelayStatusSource:
         bucket = TokenBucket(self._verify_burst, self._verify_per_s, now=self._monotonic())
         filters = [Filter(kinds=(ATTESTATION_KIND,), tags=(Filter.tag("e", [job_id]),))]
         while True:
-            sub = await self._pool.subscribe(filters)
+            try:
+                sub = await self._pool.subscribe(filters)
+            except PoolClosedError:
+                return
             try:
                 async for event in sub:
                     if event.kind != ATTESTATION_KIND or job_id not in event.tag_values("e"):
@@ -194,7 +202,17 @@ class RelayStatusSource:
                     if sub.dropped_count and not sub.queued:
                         break  # events were dropped while we verified: ask the relays again
                 else:
-                    return  # the pool closed the subscription
+                    if not sub.closed_reasons:
+                        return  # the pool (or our caller) closed it: the job is over
+                    _log.warning(
+                        "job %s: the relays closed the kind-7100 subscription (%s); "
+                        "re-subscribing in %g s",
+                        job_id,
+                        "; ".join(f"{u}: {r.text[:200]}" for u, r in sub.closed_reasons.items()),
+                        RESUBSCRIBE_AFTER_S,
+                    )
+                    await asyncio.sleep(RESUBSCRIBE_AFTER_S)  # a retry timer, not synchronisation
+                    continue
                 _log.info(
                     "job %s: %d kind-7100 events dropped while verifying; re-subscribing",
                     job_id,

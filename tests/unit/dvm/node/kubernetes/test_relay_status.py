@@ -17,7 +17,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from attestation.simulated import SimulatedChain, SimulatedTee, mint_chain
 from attestation.verification import Trust
-from container.launch import Limits, ModelSpec, RunnerKind, StatusKind
+from container.launch import Limits, ModelSpec, RunnerKind, StatusKind, StatusLine
 from dvm.cdvm.kind7100 import (
     ATTESTATION_KIND,
     Claims,
@@ -36,6 +36,7 @@ from dvm.cdvm.kind7100 import (
 )
 from dvm.cdvm.pod_contract import build_initdata
 from dvm.node.errors import AttestationIgnored
+from dvm.node.kubernetes import relay_status
 from dvm.node.kubernetes.relay_status import (
     RelayStatusSource,
     check_attestation,
@@ -43,9 +44,11 @@ from dvm.node.kubernetes.relay_status import (
 )
 from dvm.node.launcher import LaunchRequest
 from dvm.nostr.event import Event, UnsignedEvent
+from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
+from dvm.nostr.messages import Reason
 from dvm.nostr.nip90 import build_job_request, parse_job_request
-from dvm.relay import BackoffPolicy, RelayPool
+from dvm.relay import BackoffPolicy, PoolClosedError, RelayPool, Subscription
 from tests.integration.conftest import RelayProcess
 from tests.waiting import wait_for
 
@@ -494,3 +497,71 @@ async def test_source_with_the_default_trust_never_names_a_simulated_container(
         with pytest.raises(asyncio.CancelledError):
             await first
         await lines.aclose()
+
+
+class _ScriptedPool:
+    """A pool whose subscriptions the test drives (the relay's CLOSED, then events)."""
+
+    def __init__(self) -> None:
+        self.subs: list[Subscription] = []
+        self.closed = False
+
+    async def subscribe(self, filters: list[Filter]) -> Subscription:
+        if self.closed:
+            raise PoolClosedError("closed")
+
+        async def on_close(_: Subscription) -> None:
+            return None
+
+        sub = Subscription(
+            f"s{len(self.subs)}",
+            tuple(filters),
+            frozenset({"ws://r"}),
+            queue_maxsize=16,
+            dedup_capacity=16,
+            on_close=on_close,
+        )
+        self.subs.append(sub)
+        return sub
+
+
+@pytest.mark.asyncio
+async def test_a_subscription_the_relays_close_is_asked_again(
+    simulated_chain: SimulatedChain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay_status, "RESUBSCRIBE_AFTER_S", 0.01)
+    launch = _launch(nonce=secrets.token_bytes(32))
+    container = SecretKey.generate(secrets.token_bytes)
+    valid = craft(container, launch, simulated_chain)
+    pool = _ScriptedPool()
+    source = RelayStatusSource(
+        pool,  # type: ignore[arg-type]  # the one method the source uses
+        image=IMAGE,
+        trust=trust_of(simulated_chain),
+    )
+    first = asyncio.ensure_future(anext(source.status_lines(launch)))
+    await wait_for(lambda: len(pool.subs) == 1, timeout_s=5, what="the first subscription")
+    pool.subs[0]._mark_closed("ws://r", Reason.parse("rate-limited: slow down"))
+    await wait_for(lambda: len(pool.subs) == 2, timeout_s=5, what="a second subscription")
+    pool.subs[1]._deliver(valid)
+    line = await asyncio.wait_for(first, timeout=5)
+    assert line.container == container.public_key.hex()
+
+
+@pytest.mark.asyncio
+async def test_the_watch_ends_quietly_when_the_pool_closes(
+    simulated_chain: SimulatedChain,
+) -> None:
+    launch = _launch(nonce=secrets.token_bytes(32))
+    pool = _ScriptedPool()
+    source = RelayStatusSource(pool, image=IMAGE)  # type: ignore[arg-type]
+    lines = asyncio.ensure_future(_collect(source.status_lines(launch)))
+    await wait_for(lambda: len(pool.subs) == 1, timeout_s=5, what="the subscription")
+    pool.closed = True
+    await pool.subs[0].close()  # what RelayPool.close does to its subscriptions
+    assert await asyncio.wait_for(lines, timeout=5) == []
+    assert len(pool.subs) == 1
+
+
+async def _collect(lines: AsyncIterator[StatusLine]) -> list[StatusLine]:
+    return [line async for line in lines]
