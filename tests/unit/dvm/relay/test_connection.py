@@ -4,7 +4,9 @@ The server answers a REQ with every kind of bad frame a relay can send -- a lone
 escaped inside an event, its raw UTF-8-like bytes, bytes that are not UTF-8, 20,000 levels of
 nesting, a 5,000-digit number, ``NaN``, a repeated key, an event whose id does not match --
 then one valid event. The connection must drop each bad frame, log its size and the reason
-(never its text), keep the same socket (no reconnect) and deliver the valid event.
+(never its text), keep the same socket (no reconnect) and deliver the valid event. A *text*
+frame that is not UTF-8 is refused by websockets itself (close 1007): the connection comes back
+and the subscription with it.
 """
 
 from __future__ import annotations
@@ -58,6 +60,22 @@ def _bad_frames(sub: str) -> list[str | bytes]:
     ]
 
 
+def _connection(port: int, received: list[SessionEvent | None]) -> RelayConnection:
+    return RelayConnection(
+        f"ws://127.0.0.1:{port}",
+        listener=lambda _url, item: received.append(item),
+        clock=time.time,
+        random=random.random,
+        signer=None,
+        backoff=BackoffPolicy(initial_s=0.05, max_s=0.2),
+        since_overlap_s=0,
+        connect_timeout_s=5,
+        limits_override=None,
+        fetch_nip11=False,
+        max_frame_bytes=1024 * 1024,
+    )
+
+
 class HostileRelay:
     def __init__(self) -> None:
         self.port = 0
@@ -85,19 +103,7 @@ async def test_bad_frames_are_dropped_and_the_connection_keeps_going(
     received: list[SessionEvent | None] = []
     async with serve(relay.handle, "127.0.0.1", 0) as server:
         port = next(iter(server.sockets)).getsockname()[1]
-        conn = RelayConnection(
-            f"ws://127.0.0.1:{port}",
-            listener=lambda _url, item: received.append(item),
-            clock=time.time,
-            random=random.random,
-            signer=None,
-            backoff=BackoffPolicy(initial_s=0.05, max_s=0.2),
-            since_overlap_s=0,
-            connect_timeout_s=5,
-            limits_override=None,
-            fetch_nip11=False,
-            max_frame_bytes=1024 * 1024,
-        )
+        conn = _connection(port, received)
         conn.start()
         try:
             await conn.subscribe("s", (Filter(authors=(KEY.public_key.hex(),)),))
@@ -122,3 +128,48 @@ async def test_bad_frames_are_dropped_and_the_connection_keeps_going(
     assert len(dropped) == len(_bad_frames("s"))
     assert all(" bytes (" in r.getMessage() or " characters (" in r.getMessage() for r in dropped)
     assert not any(CANARY in r.getMessage() for r in caplog.records)
+
+
+class NotUtf8TextRelay:
+    """Sends a text frame that is not UTF-8 on the first connection, a valid event on the next."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.valid = _event("after the reconnect")
+
+    async def handle(self, ws: ServerConnection) -> None:
+        self.connections += 1
+        first = self.connections == 1
+        async for frame in ws:
+            msg = parse_client_message(frame)
+            if isinstance(msg, ClientReq):
+                await ws.send(RelayEose(msg.subscription_id).to_json())
+                if first:
+                    await ws.send(b'["NOTICE","\xed\xa0\x80"]', text=True)
+                else:
+                    await ws.send(json.dumps(["EVENT", msg.subscription_id, self.valid.to_dict()]))
+
+
+async def test_a_text_frame_that_is_not_utf8_closes_the_socket_and_the_connection_comes_back() -> (
+    None
+):
+    relay = NotUtf8TextRelay()
+    received: list[SessionEvent | None] = []
+    async with serve(relay.handle, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        conn = _connection(port, received)
+        conn.start()
+        try:
+            await conn.subscribe("s", (Filter(authors=(KEY.public_key.hex(),)),))
+            await wait_for(
+                lambda: any(
+                    isinstance(i, EventReceived) and i.event.id == relay.valid.id for i in received
+                ),
+                timeout_s=10,
+                what="the event sent after the reconnect arrives",
+            )
+            # websockets refused the frame (close 1007); the connection came back by itself.
+            assert conn.connect_count == 2
+            assert None in received
+        finally:
+            await conn.close()
