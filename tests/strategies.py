@@ -154,7 +154,8 @@ def hostile_object(
     fields: dict[str, st.SearchStrategy[str]], *, extra: bool = True
 ) -> st.SearchStrategy[str]:
     """A JSON object with exactly ``fields`` (name -> strategy of *valid* value text); each
-    value is either its valid text or a hostile value, so checks past the loader are reached."""
+    value is its valid text, a hostile value or a lone surrogate string, so checks past the
+    loader are reached."""
     names = sorted(fields)
 
     def render(values: list[str], more: list[tuple[str, str]]) -> str:
@@ -163,7 +164,12 @@ def hostile_object(
 
     return st.builds(
         render,
-        st.tuples(*(st.one_of(fields[name], hostile_value) for name in names)).map(list),
+        st.tuples(
+            *(
+                st.one_of(fields[name], hostile_value, st.sampled_from(LONE_SURROGATE_ESCAPES))
+                for name in names
+            )
+        ).map(list),
         st.lists(st.tuples(_keys, hostile_value), max_size=2 if extra else 0),
     )
 
