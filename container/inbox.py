@@ -15,7 +15,8 @@ event and returns exactly one of:
 * :class:`Pending` -- a piece of a chunked input, stored;
 * :class:`Ignored` -- anything else, silently dropped: a third party's wrap, a seal by another
   key, a seal whose pubkey differs from the rumor's (checked by ``nip59.unwrap``), a replayed
-  wrap or rumor, a rumor for another job or not addressed to us, our own kinds of message.
+  wrap or rumor, a rumor for another job or not addressed to us, our own kinds of message, a
+  seal whose NIP-40 ``expiration`` (NIP-17 disappearing messages) is not after ``now``.
   ``why`` names the check with ids and kinds only, for the operator log.
 
 Every result except ``Ignored`` carries the wrap kind the requester used (1059 or 21059): the
@@ -126,11 +127,12 @@ class Inbox:
         self._wraps.clear()
         self._rumors.clear()
 
-    def receive(self, wrap: Event) -> Received:
+    def receive(self, wrap: Event, *, now: int | None = None) -> Received:
+        """One wrap's outcome; ``now`` (unix seconds) expires seals that carry an expiration."""
         if not self._wraps.add(wrap.id):
             return Ignored(f"wrap {wrap.id[:16]}… kind {wrap.kind}: replayed")
         try:
-            opened = nip59.unwrap(wrap, self._key, expected_sender=self._expected)
+            opened = nip59.unwrap(wrap, self._key, expected_sender=self._expected, now=now)
         except NostrError as exc:
             return Ignored(f"{type(exc).__name__}: {exc}")
         rumor = opened.rumor

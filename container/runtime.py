@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -49,7 +50,7 @@ from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip59 import GIFT_WRAP_KINDS, WRAP_KIND_EPHEMERAL
 from dvm.nostr.nip90 import JobRequest
-from dvm.relay import RelayError, RelayPool, Subscription
+from dvm.relay import RelayError, RelayPool, Subscription, publish_wrap
 
 from . import events as ev
 from .errors import EvidenceError, JobError, ModelError, RunError
@@ -286,17 +287,25 @@ class JobRuntime:
         await self._pool.publish(event)
 
     async def _send(self, rumors: list[UnsignedEvent]) -> None:
-        wraps = wrap_for(
-            rumors,
-            self._c_key(),
-            self._peer,
-            kind=self._reply_kind,
-            now=self._now(),
-            random_bytes=self._random_bytes,
-        )
+        def build(rumor: UnsignedEvent, kind: int) -> Event:
+            (wrapped,) = wrap_for(
+                [rumor],
+                self._c_key(),
+                self._peer,
+                kind=kind,
+                now=self._now(),
+                random_bytes=self._random_bytes,
+            )
+            return wrapped
+
+        pool = self._pool
+        if pool is None:  # pragma: no cover - the machine sends only once subscribed
+            self._post(ev.PublishFailed())
+            return
         try:
-            for wrap in wraps:
-                await self._publish(wrap)
+            for rumor in rumors:
+                # A 21059 wrap refused (khatru's mute:, strfry's expiry) goes again as 1059.
+                await publish_wrap(pool, functools.partial(build, rumor), kind=self._reply_kind)
         except RelayError as exc:
             _log.warning(
                 "job %s: a channel message was not published (%s)", self._job, type(exc).__name__
@@ -388,7 +397,7 @@ class JobRuntime:
         async for wrap in sub:
             if self._inbox is None:  # pragma: no cover - cleared only at teardown
                 return
-            received = self._inbox.receive(wrap)
+            received = self._inbox.receive(wrap, now=self._now())
             if isinstance(received, Ignored):
                 _log.info(
                     "job %s: ignored gift wrap %s kind %d: %s",

@@ -46,10 +46,14 @@ class ChannelReader:
         self.dropped: Counter[str] = Counter()
         self.last_wrap_kind: int | None = None
 
-    def add(self, wrap: Event) -> ChannelMessage | None:
-        """The whole channel message ``wrap`` completes, or None (dropped, or a partial chunk)."""
+    def add(self, wrap: Event, *, now: int | None = None) -> ChannelMessage | None:
+        """The whole channel message ``wrap`` completes, or None (dropped, or a partial chunk).
+
+        A seal with a NIP-40 ``expiration`` (NIP-17 disappearing messages) is accepted; with
+        ``now`` given, one that expired is dropped (counted under ``unwrap``).
+        """
         try:
-            opened = unwrap(wrap, self._recipient, expected_sender=self._container)
+            opened = unwrap(wrap, self._recipient, expected_sender=self._container, now=now)
         except NostrError:
             self.dropped["unwrap"] += 1
             return None

@@ -71,6 +71,7 @@ class JobSession:
         self._transport = JobTransport(
             options.relays,
             session=self._session,
+            auth_keys=(self._identity,),  # U signs the request: NIP-42 as U too (issue 10)
             wrap_kind=options.wrap_kind,
             pool=pool,
             clock=clock,

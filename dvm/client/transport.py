@@ -3,15 +3,18 @@
 Spec: DESIGN §3.2-§3.7, ``docs/relay.md`` (the pool), ``docs/client.md``. Used by the shell
 (:mod:`dvm.client.session`) to perform the machine's actions; it decides nothing.
 
-:class:`JobTransport` opens a :class:`~dvm.relay.RelayPool` answering NIP-42 AUTH with the
-session key S, or borrows the one given as ``pool`` (then it neither starts nor closes it: its
-owner chose the key that authenticates). :meth:`JobTransport.perform` does the machine's I/O
-actions: subscribe and wait for EOSE; publish (no relay accepting becomes
-:class:`~dvm.client.events.PublishRefused`); gift-wrap rumors from S to C with fresh keys and
-nonces (``random_bytes``) and ``now`` from ``clock``; start and cancel timers as deadlines on the
-event loop, so that :meth:`JobTransport.next_event` returns the next relay event, the first
-timer whose deadline passed, or the end of the subscription. It also knows the chunk budget the
-relays allow.
+:class:`JobTransport` opens a :class:`~dvm.relay.RelayPool` answering NIP-42 AUTH as every key
+the job publishes under (the session key S and the ``auth_keys``: the requester's U, which signs
+the request; NIP-42 allows several AUTH events), or borrows the one given as ``pool`` (then it
+neither starts nor closes it: its owner chose the keys that authenticate).
+:meth:`JobTransport.perform` does the machine's I/O actions: subscribe and wait for EOSE;
+publish (no relay accepting becomes :class:`~dvm.client.events.PublishRefused`); gift-wrap
+rumors from S to C with fresh keys and nonces (``random_bytes``) and ``now`` from ``clock``,
+each message in the job's wrap kind and, when that is 21059 and relays refuse it (khatru's
+``mute:``, strfry's expiry), once more as 1059 (:func:`dvm.relay.publish_wrap`); start and
+cancel timers as deadlines on the event loop, so that :meth:`JobTransport.next_event` returns
+the next relay event, the first timer whose deadline passed, or the end of the subscription. It
+also knows the chunk budget the relays allow.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.filters import Filter
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps
-from dvm.relay import PublishError, RelayPool, Subscription
+from dvm.relay import PublishError, RelayPool, Subscription, publish_wrap
 
 from .events import (
     CancelTimer,
@@ -61,9 +64,11 @@ class JobTransport:
         pool: RelayPool | None,
         clock: Callable[[], float],
         random_bytes: Callable[[int], bytes],
+        auth_keys: Sequence[SecretKey] = (),
     ) -> None:
         self._relays = tuple(relays)
         self._session = session
+        self._auth_keys = tuple(auth_keys)
         self._wrap_kind = wrap_kind
         self._given_pool = pool
         self._clock = clock
@@ -87,7 +92,7 @@ class JobTransport:
                 case Publish(event=event):
                     return Published(await self.publish([event]))
                 case SendRumors(rumors=rumors, recipient=recipient):
-                    await self.publish(self.wrap(rumors, recipient))
+                    await self.send(rumors, recipient)
                     return RumorsSent()
                 case StartTimer(timer=timer, timeout_s=timeout_s):
                     self.start_timer(timer, timeout_s)
@@ -104,6 +109,7 @@ class JobTransport:
             pool = RelayPool(
                 self._relays,
                 secret_key=self._session,
+                auth_keys=self._auth_keys,
                 clock=self._clock,
                 random_bytes=self._random_bytes,
             )
@@ -122,7 +128,21 @@ class JobTransport:
             accepted = (await self._pool.publish(event)).accepted_by
         return accepted
 
-    def wrap(self, rumors: Sequence[UnsignedEvent], recipient: PublicKey) -> list[Event]:
+    async def send(self, rumors: Sequence[UnsignedEvent], recipient: PublicKey) -> None:
+        """Each rumor wrapped for ``recipient`` and published, in order; a 21059 wrap that
+        relays refuse is sent once more as 1059 (:func:`dvm.relay.publish_wrap`)."""
+        if self._pool is None:
+            raise ValueError("the job's relay pool is not open")
+        for rumor in rumors:
+            await publish_wrap(
+                self._pool,
+                lambda kind, r=rumor: self.wrap([r], recipient, kind=kind)[0],
+                kind=self._wrap_kind,
+            )
+
+    def wrap(
+        self, rumors: Sequence[UnsignedEvent], recipient: PublicKey, *, kind: int | None = None
+    ) -> list[Event]:
         """Each rumor sealed by S and gift-wrapped to ``recipient`` only (no copy to S)."""
         return [
             wrap
@@ -134,7 +154,7 @@ class JobTransport:
                 random_bytes=self._random_bytes,
                 now=int(self._clock()),
                 include_sender=False,
-                kind=self._wrap_kind,
+                kind=self._wrap_kind if kind is None else kind,
             )
         ]
 

@@ -15,6 +15,12 @@ sender's own copy unless ``include_sender`` is false), drawing every random valu
 wrapper keys, NIP-44 nonces, signature ``aux_rand`` and the seal and wrap timestamps, uniform in
 ``[now - max_backdate_s, now]`` -- from the injected ``random_bytes`` (``secrets.token_bytes`` one
 layer up): this package has no RNG and no clock of its own.
+
+Ephemeral wraps (kind 21059) are the exception: their ``created_at`` is ``now``. Relays keep no
+ephemeral event, so backdating one hides nothing from a later reader, and production relays
+refuse stale ones (strfry: ``rejectEphemeralEventsOlderThanSeconds``, 60 s by default, answered
+``invalid: ephemeral event expired``; issue 10 measured 78,888-159,388 s old wraps). The seal
+inside stays randomised (NIP-59), so the relay sees only when the wrap was sent.
 """
 
 from __future__ import annotations
@@ -139,7 +145,11 @@ def gift_wraps(
     max_backdate_s: int = nip59.TWO_DAYS_S,
     extra_wrap_tags: Sequence[Sequence[str]] = (),
 ) -> list[tuple[PublicKey, Event]]:
-    """One gift wrap per receiver (and the sender's copy), each with fresh keys and nonces."""
+    """One gift wrap per receiver (and the sender's copy), each with fresh keys and nonces.
+
+    The seal's ``created_at`` is backdated by up to ``max_backdate_s``; the wrap's too, except for
+    kind 21059, whose wrap carries ``now`` (see the module docstring).
+    """
     if max_backdate_s < 0:
         raise CodecError("max_backdate_s must be >= 0")
     targets = list(receivers)
@@ -155,7 +165,11 @@ def gift_wraps(
                 target,
                 wrapper=wrapper,
                 seal_created_at=_random_past(random_bytes, now, max_backdate_s),
-                wrap_created_at=_random_past(random_bytes, now, max_backdate_s),
+                wrap_created_at=(
+                    now
+                    if kind == nip59.WRAP_KIND_EPHEMERAL
+                    else _random_past(random_bytes, now, max_backdate_s)
+                ),
                 seal_nonce=random_bytes(32),
                 wrap_nonce=random_bytes(32),
                 seal_aux_rand=random_bytes(32),

@@ -11,18 +11,23 @@ NIP-44 v2 encrypts both layers (:mod:`dvm.nostr.nip44`).
 * :func:`unwrap` opens both layers and applies every check, each failure one
   :class:`UnwrapError` (its message names the check for the operator log, never plaintext):
   the wrap kind is 1059 or 21059; it has exactly one ``p`` tag, naming the recipient; the wrap
-  decrypts; the seal is a valid signed event (id and BIP-340 signature), kind 13 with empty
-  tags; the seal decrypts; the rumor parses, carries no ``sig`` and its ``id``, when present,
-  matches; the seal's pubkey is the rumor's pubkey (otherwise anyone could impersonate anyone,
-  NIP-17); the sender is ``expected_sender`` when one is given.
+  decrypts; the seal is a valid signed event (id and BIP-340 signature), kind 13 whose tags are
+  empty or one NIP-40 ``["expiration", unix-seconds]`` (NIP-17 disappearing messages put one
+  there; any other tag is refused, as NIP-59 asks); with ``now`` given, a seal whose expiration
+  is not after ``now`` is refused (expired: to be ignored); the seal decrypts; the rumor parses,
+  carries no ``sig`` and its ``id``, when present, matches; the seal's pubkey is the rumor's
+  pubkey (otherwise anyone could impersonate anyone, NIP-17); the sender is
+  ``expected_sender`` when one is given.
 
 Randomness and time are the caller's: ``nonce`` (32 bytes per NIP-44 payload), ``aux_rand``
 (32 bytes per signature), the one-time ``wrapper`` key, and ``created_at`` of the seal and of the
 wrap. NIP-59 says those two timestamps SHOULD be tweaked to thwart time analysis and SHOULD be
 in the past: callers pass ``now - uniform(0, 2 days)``, drawn independently for the seal and the
-wrap (:func:`dvm.nostr.nip17.gift_wraps` does that from injected random bytes). The rumor keeps
-the real time. A wrapper key must never be reused, nor be the sender's key (which would reveal
-the sender); the latter is refused here, the former is the caller's duty.
+wrap (:func:`dvm.nostr.nip17.gift_wraps` does that from injected random bytes), except that an
+ephemeral (21059) wrap carries the current time: relays store no ephemeral event and refuse
+stale ones (strfry: older than 60 s). The rumor keeps the real time. A wrapper key must never
+be reused, nor be the sender's key (which would reveal the sender); the latter is refused here,
+the former is the caller's duty.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class Unwrapped:
     wrap_kind: int
     wrap_id: str
     seal_id: str
+    expiration: int | None = None  # the seal's NIP-40 expiration, if it had one
 
 
 def _encrypt(plaintext: str, secret: SecretKey, public: PublicKey, nonce: bytes) -> str:
@@ -82,12 +88,17 @@ def seal(
     created_at: int,
     nonce: bytes,
     aux_rand: bytes,
+    expiration: int | None = None,
 ) -> Event:
-    """Seal ``rumor`` (authored by ``sender``) for ``recipient``: a signed kind-13 event."""
+    """Seal ``rumor`` (authored by ``sender``) for ``recipient``: a signed kind-13 event.
+
+    ``expiration`` adds NIP-17's disappearing-message tag ``["expiration", str(expiration)]``.
+    """
     if rumor.pubkey != sender.public_key.hex():
         raise EventError("the rumor's pubkey is not the sender's: the seal would not verify")
     content = _encrypt(rumor.to_json(), sender, recipient, nonce)
-    return UnsignedEvent(sender.public_key.hex(), created_at, SEAL_KIND, (), content).sign(
+    tags = () if expiration is None else (("expiration", str(expiration)),)
+    return UnsignedEvent(sender.public_key.hex(), created_at, SEAL_KIND, tags, content).sign(
         sender, aux_rand=aux_rand
     )
 
@@ -106,8 +117,8 @@ def gift_wrap(
     """Wrap a seal for ``recipient`` under the one-time ``wrapper`` key."""
     if kind not in GIFT_WRAP_KINDS:
         raise EventError(f"gift wrap kind must be 1059 or 21059, not {kind}")
-    if sealed.kind != SEAL_KIND or sealed.tags:
-        raise EventError("only a kind-13 seal with empty tags can be gift-wrapped")
+    if sealed.kind != SEAL_KIND or any(tag[0] != "expiration" for tag in sealed.tags):
+        raise EventError("only a kind-13 seal with no tag but an expiration can be gift-wrapped")
     if wrapper.public_key.hex() == sealed.pubkey:
         raise EventError("the wrapper key must be a one-time key, not the sender's")
     if any(tag and tag[0] == "p" for tag in extra_tags):
@@ -171,6 +182,7 @@ def unwrap(
     *,
     expected_sender: PublicKey | None = None,
     max_payload_chars: int = nip44.DEFAULT_MAX_PAYLOAD_CHARS,
+    now: int | None = None,
 ) -> Unwrapped:
     """Open a gift wrap addressed to ``recipient``, with every NIP-59/NIP-17 check (above)."""
     where = f"gift wrap {wrapped.id[:16]}…"
@@ -192,8 +204,9 @@ def unwrap(
     where = f"{where} seal {sealed.id[:16]}…"
     if sealed.kind != SEAL_KIND:
         raise UnwrapError(f"{where}: kind {sealed.kind} is not 13")
-    if sealed.tags:
-        raise UnwrapError(f"{where}: a seal must have empty tags, found {len(sealed.tags)}")
+    expiration = _seal_expiration(sealed, where)
+    if expiration is not None and now is not None and expiration <= now:
+        raise UnwrapError(f"{where}: expired at {expiration} (now {now})")
     if expected_sender is not None and sealed.pubkey != expected_sender.hex():
         raise UnwrapError(f"{where}: sealed by {sealed.pubkey[:16]}…, not the expected sender")
     try:
@@ -212,7 +225,26 @@ def unwrap(
         wrap_kind=wrapped.kind,
         wrap_id=wrapped.id,
         seal_id=sealed.id,
+        expiration=expiration,
     )
+
+
+_MAX_EXPIRATION = 2**53  # NIP-40 timestamps are JSON numbers; past this they are not exact
+
+
+def _seal_expiration(sealed: Event, where: str) -> int | None:
+    # NIP-59: seal tags MUST be empty; NIP-17 (disappearing messages) adds one NIP-40 expiration.
+    if not sealed.tags:
+        return None
+    if len(sealed.tags) != 1 or sealed.tags[0][0] != "expiration":
+        raise UnwrapError(f"{where}: a seal's only tag may be one 'expiration'")
+    tag = sealed.tags[0]
+    if len(tag) < 2 or not tag[1].isascii() or not tag[1].isdigit() or len(tag[1]) > 16:
+        raise UnwrapError(f"{where}: the seal's expiration is not a unix timestamp")
+    value = int(tag[1])
+    if value >= _MAX_EXPIRATION:
+        raise UnwrapError(f"{where}: the seal's expiration is out of range")
+    return value
 
 
 def _reason(exc: NostrError) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .backoff import BackoffPolicy, backoff_delays
 from .errors import Nip11Error, PoolClosedError, PublishError, RelayError, SubscriptionError
+from .fallback import publish_wrap
 from .nip11 import RelayInformation, RelayLimits, fetch_relay_information
 from .pool import (
     PublishOutcome,
@@ -39,4 +40,5 @@ __all__ = [
     "backoff_delays",
     "event_message_size_bytes",
     "fetch_relay_information",
+    "publish_wrap",
 ]

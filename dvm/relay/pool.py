@@ -34,6 +34,13 @@ network namespace reaches its relays through the node's forwarder (docs/node.md 
 
 Time (``clock``, unix seconds) and randomness (``random`` for backoff jitter, ``random_bytes`` for
 BIP-340 ``aux_rand`` of AUTH events) are injected.
+
+NIP-42 with several keys: ``secret_key`` and ``auth_keys`` together are every key this pool
+publishes under; a relay's challenge is answered with one AUTH event per key (NIP-42 lets a
+client authenticate as several pubkeys on one connection), so a relay that accepts an event only
+from its authenticated author accepts each of them. :attr:`PublishResult.refused` lists the
+relays that answered with a NIP-01 refusal (``mute:`` included), which is what a caller
+publishing an ephemeral event needs to decide on a stored retry (:mod:`dvm.relay.fallback`).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import itertools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -107,6 +114,11 @@ class PublishResult:
     def ok(self) -> bool:
         return bool(self.accepted_by)
 
+    @property
+    def refused(self) -> tuple[RelayPublishResult, ...]:
+        """The relays that answered ``OK false`` (``mute:``, ``invalid:``, ``restricted:``...)."""
+        return tuple(r for r in self.relays if r.outcome is PublishOutcome.REFUSED)
+
     def for_relay(self, relay_url: str) -> RelayPublishResult:
         for result in self.relays:
             if result.relay_url == relay_url:
@@ -127,6 +139,7 @@ class RelayPool:
         relay_urls: Iterable[str],
         *,
         secret_key: SecretKey | None = None,
+        auth_keys: Sequence[SecretKey] = (),
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = _SYSTEM_RANDOM.random,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
@@ -145,7 +158,11 @@ class RelayPool:
         sockets = unix_sockets or {}
         if not urls:
             raise ValueError("a relay pool needs at least one relay url")
-        self._secret_key = secret_key
+        distinct: dict[str, SecretKey] = {}
+        for key in (secret_key, *auth_keys):
+            if key is not None:
+                distinct.setdefault(key.public_key.hex(), key)
+        self._auth_keys = tuple(distinct.values())  # AUTH answers in this order
         self._clock = clock
         self._random_bytes = random_bytes
         self._ok_timeout_s = ok_timeout_s
@@ -162,7 +179,7 @@ class RelayPool:
                 listener=self._on_relay_event,
                 clock=clock,
                 random=random,
-                signer=self._sign_auth if secret_key is not None else None,
+                signer=self._sign_auth if self._auth_keys else None,
                 backoff=backoff or BackoffPolicy(),
                 since_overlap_s=since_overlap_s,
                 connect_timeout_s=connect_timeout_s,
@@ -383,13 +400,15 @@ class RelayPool:
             if sub.finished:
                 self._subs.pop(sub.id, None)
 
-    def _sign_auth(self, relay_url: str, challenge: str) -> Event:
-        if self._secret_key is None:  # pragma: no cover - the signer is only set with a key
-            raise PoolClosedError("no key configured for AUTH")
-        return sign_auth_event(
-            self._secret_key,
-            relay_url=relay_url,
-            challenge=challenge,
-            created_at=int(self._clock()),
-            aux_rand=self._random_bytes(32),
+    def _sign_auth(self, relay_url: str, challenge: str) -> tuple[Event, ...]:
+        created_at = int(self._clock())
+        return tuple(
+            sign_auth_event(
+                key,
+                relay_url=relay_url,
+                challenge=challenge,
+                created_at=created_at,
+                aux_rand=self._random_bytes(32),
+            )
+            for key in self._auth_keys
         )

@@ -30,7 +30,9 @@ Decisions made here (and tested without a network):
   every subscription go on (issue 10: one such frame used to end the relay task for good).
 * **Event checks.** An EVENT for an unknown subscription, or one that matches none of the
   subscription's filters, is dropped: a relay cannot push arbitrary events at us.
-* **NIP-42.** On ``["AUTH", challenge]`` with a signer configured, the session answers at once.
+* **NIP-42.** On ``["AUTH", challenge]`` with a signer configured, the session answers at once,
+  with one AUTH event per key the signer holds (NIP-42 allows several: a client that publishes
+  under several keys authenticates as each, in order, before anything is re-sent).
   A message refused with ``auth-required:`` is re-sent once after AUTH (waiting for a challenge
   if none came yet). ``restricted:`` refusals of messages sent *before* our AUTH are treated the
   same way, because some relays (nostr-relay 1.14) say ``restricted`` where NIP-42 says
@@ -42,7 +44,7 @@ Decisions made here (and tested without a network):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dvm.nostr import nip59
@@ -77,8 +79,8 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-AuthSigner = Callable[[str, str], Event]
-"""``signer(relay_url, challenge) -> kind-22242 Event``; supplied by the shell."""
+AuthSigner = Callable[[str, str], Event | Sequence[Event]]
+"""``signer(relay_url, challenge) -> kind-22242 Event(s)``, one per key; supplied by the shell."""
 
 _AUTH_PREFIXES = (ReasonPrefix.AUTH_REQUIRED, ReasonPrefix.RESTRICTED)
 # NIP-59: gift wraps (stored kind 1059) are backdated by up to two days on purpose.
@@ -150,8 +152,10 @@ class RelaySession:
         self._events: list[SessionEvent] = []
         self.connected = False
         self.challenge: str | None = None
-        self.auth_event_id: str | None = None
-        self.auth_refused: Reason | None = None
+        self.auth_event_id: str | None = None  # the first of auth_event_ids
+        self.auth_event_ids: tuple[str, ...] = ()
+        self._auth_refusals: dict[str, Reason] = {}
+        self.auth_refused: Reason | None = None  # set once every AUTH event was refused
         self._seq = 0
         self._auth_seq: int | None = None
         self.invalid_messages = 0
@@ -205,6 +209,8 @@ class RelaySession:
         self.connected = True
         self.challenge = None
         self.auth_event_id = None
+        self.auth_event_ids = ()
+        self._auth_refusals = {}
         self.auth_refused = None
         self._auth_seq = None
         self._out = []
@@ -308,11 +314,13 @@ class RelaySession:
         self._events.append(EventReceived(msg.subscription_id, event))
 
     def _on_ok(self, msg: RelayOk) -> None:
-        if msg.event_id == self.auth_event_id:
+        if msg.event_id and msg.event_id in self.auth_event_ids:
             if not msg.accepted:
-                self.auth_refused = msg.reason
+                self._auth_refusals[msg.event_id] = msg.reason
                 _log.warning("relay %s refused our AUTH (%s)", self.url, msg.reason.prefix)
-                self._fail_awaiting_auth(msg.reason)
+                if len(self._auth_refusals) == len(self.auth_event_ids):
+                    self.auth_refused = msg.reason  # no key is left to stand on
+                    self._fail_awaiting_auth(msg.reason)
             return
         event_id = msg.event_id or self._oldest_in_flight()
         if event_id is None or event_id not in self._publishes:
@@ -373,11 +381,15 @@ class RelaySession:
         if self._signer is None:
             _log.debug("relay %s asked for AUTH; no key configured", self.url)
             return
-        auth = self._signer(self.url, challenge)
-        self.auth_event_id = auth.id
+        signed = self._signer(self.url, challenge)
+        auths = (signed,) if isinstance(signed, Event) else tuple(signed)
+        self.auth_event_ids = tuple(auth.id for auth in auths)
+        self.auth_event_id = self.auth_event_ids[0] if auths else None
+        self._auth_refusals = {}
         self.auth_refused = None
-        self._auth_seq = self._emit(ClientAuth(auth).to_json())
-        _log.info("relay %s: sent AUTH %s", self.url, auth.id)
+        for auth in auths:  # every AUTH goes out before anything waiting for it is re-sent
+            self._auth_seq = self._emit(ClientAuth(auth).to_json())
+            _log.info("relay %s: sent AUTH %s", self.url, auth.id)
         for sub_id, sub in self._subs.items():
             if sub.awaiting_auth:
                 sub.awaiting_auth = False

@@ -2,6 +2,10 @@
 
 Each relay runs in its own process group (gunicorn master + worker), so teardown and the
 "kill" of the restart test reach both processes without touching anything else.
+
+``profile=`` ("strfry", "khatru" or "auth") makes the relay behave like a production relay
+(``tests/relay_profiles.py``, docs/relay.md "Relay profiles"): its hooks are merged into the
+rendered YAML and the relay process gets this checkout on its ``PYTHONPATH`` to import them.
 """
 
 from __future__ import annotations
@@ -17,10 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from dvm.cli.embedded_relay import RelaySettings, relay_command, write_config
+from tests.relay_profiles import PROFILES, apply_profile
 
 START_TIMEOUT_S = 20.0
+REPO = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -75,6 +82,7 @@ class RelayProcess:
 
     settings: RelaySettings
     authorised: tuple[str, ...] = ()
+    profile: str | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -88,11 +96,24 @@ class RelayProcess:
             check=True,
             capture_output=True,
             timeout=30,
+            env=self._env(),
         )
 
-    def start(self) -> None:
+    def _env(self) -> dict[str, str]:
+        paths = [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]
+        return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+
+    def _write_config(self) -> Path:
         config = write_config(self.settings)
-        if self.authorised:
+        if self.profile is not None:
+            document = apply_profile(yaml.safe_load(config.read_text()), self.profile)
+            config.write_text(yaml.safe_dump(document, sort_keys=False))
+        return config
+
+    def start(self) -> None:
+        config = self._write_config()
+        if self.authorised or self.profile is not None:
+            # nostr-relay creates its tables itself only for its own storage class.
             self._run_admin(config, "alembic", "upgrade", "head")
             for pubkey in self.authorised:
                 self._run_admin(config, "role", "set", "-p", pubkey, "-r", "rw")
@@ -103,6 +124,7 @@ class RelayProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            env=self._env(),
         )
         log.close()
         try:
@@ -129,14 +151,21 @@ RelayFactory = Callable[..., RelayProcess]
 
 @pytest.fixture
 def relay_factory(tmp_path: Path) -> Iterator[RelayFactory]:
-    """``make(max_event_size=..., authorised=(pubkey,...))`` -> a started RelayProcess.
+    """``make(max_event_size=..., authorised=(pubkey,...), profile=None)`` -> a started relay.
 
     ``authorised`` non-empty turns NIP-42 on: saving needs role ``w`` and querying role ``r``,
-    both granted to those pubkeys only.
+    both granted to those pubkeys only. ``profile`` is one of ``tests.relay_profiles.PROFILES``.
     """
     started: list[RelayProcess] = []
 
-    def make(*, max_event_size: int = 131072, authorised: tuple[str, ...] = ()) -> RelayProcess:
+    def make(
+        *,
+        max_event_size: int = 131072,
+        authorised: tuple[str, ...] = (),
+        profile: str | None = None,
+    ) -> RelayProcess:
+        if profile is not None and profile not in PROFILES:
+            raise ValueError(f"unknown relay profile {profile!r}")
         port = free_port()
         url = f"ws://127.0.0.1:{port}"
         settings = RelaySettings(
@@ -144,10 +173,10 @@ def relay_factory(tmp_path: Path) -> Iterator[RelayFactory]:
             port=port,
             data_dir=tmp_path / f"relay-{port}",
             max_event_size=max_event_size,
-            auth_relay_urls=(url, url + "/") if authorised else (),
+            auth_relay_urls=(url, url + "/") if authorised or profile == "auth" else (),
             log_level="WARNING",
         )
-        relay = RelayProcess(settings, authorised)
+        relay = RelayProcess(settings, authorised, profile)
         started.append(relay)
         relay.start()
         return relay

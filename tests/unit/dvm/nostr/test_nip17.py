@@ -147,6 +147,36 @@ def test_timestamps_are_randomized_independently() -> None:
     assert all(NOW - TWO_DAYS_S <= s <= NOW for s in stamps)
 
 
+def test_ephemeral_wraps_carry_the_current_time_and_their_seals_stay_randomised() -> None:
+    # strfry refuses ephemeral events older than 60 s (issue 10: the client's 21059 wraps were
+    # 78,888-159,388 s old). Only the wrap is current; NIP-59 backdating stays on the seal.
+    rumor = build_chat_rumor(
+        sender=ALICE.public_key, receivers=[BOB.public_key], content="x", created_at=NOW
+    )
+    wraps = gift_wraps(
+        rumor,
+        ALICE,
+        [BOB.public_key] * 6,
+        random_bytes=_Counter(),
+        now=NOW,
+        kind=21059,
+        include_sender=False,
+    )
+    assert {event.created_at for _, event in wraps} == {NOW}
+    seals = {unwrap(event, BOB).seal_id for _, event in wraps}
+    assert len(seals) == 6
+    stored = gift_wraps(
+        rumor,
+        ALICE,
+        [BOB.public_key] * 6,
+        random_bytes=_Counter(),
+        now=NOW,
+        kind=1059,
+        include_sender=False,
+    )
+    assert len({event.created_at for _, event in stored}) > 1
+
+
 def test_gift_wraps_refuses_negative_backdate() -> None:
     rumor = build_chat_rumor(
         sender=ALICE.public_key, receivers=[BOB.public_key], content="x", created_at=NOW

@@ -284,7 +284,38 @@ def test_refuses_a_seal_of_another_kind() -> None:
 
 def test_refuses_a_seal_with_tags() -> None:
     sealed = _craft_seal(_rumor().to_json(), tags=(("p", RECIPIENT.public_key.hex()),))
-    _refused(_craft_wrap(sealed.to_json()), "empty tags, found 1")
+    _refused(_craft_wrap(sealed.to_json()), "only tag may be one 'expiration'")
+    two = _craft_seal(_rumor().to_json(), tags=(("expiration", str(T)), ("expiration", str(T))))
+    _refused(_craft_wrap(two.to_json()), "only tag may be one 'expiration'")
+
+
+@pytest.mark.parametrize("value", ["", "-1", "1e9", "١٢٣", "12345678901234567", "9" * 16])
+def test_refuses_a_seal_expiration_that_is_not_a_timestamp(value: str) -> None:
+    sealed = _craft_seal(_rumor().to_json(), tags=(("expiration", value),))
+    _refused(_craft_wrap(sealed.to_json()), "expiration is (not a unix timestamp|out of range)")
+
+
+def test_a_seal_with_an_expiration_is_accepted_until_it_expires() -> None:
+    # NIP-17 disappearing messages: the seal carries ["expiration", t]; NIP-59 still wants no
+    # other tag. Before t it opens (and says when it expires); at or after t it is refused.
+    sealed = seal(
+        _rumor(),
+        SENDER,
+        RECIPIENT.public_key,
+        created_at=T,
+        nonce=_n(1),
+        aux_rand=_n(2),
+        expiration=T + 60,
+    )
+    assert sealed.tags == (("expiration", str(T + 60)),)
+    wrapped = gift_wrap(
+        sealed, RECIPIENT.public_key, wrapper=WRAPPER, created_at=T, nonce=_n(3), aux_rand=_n(4)
+    )
+    assert unwrap(wrapped, RECIPIENT).expiration == T + 60
+    assert unwrap(wrapped, RECIPIENT, now=T + 59).rumor.content == SECRET_TEXT
+    for now in (T + 60, T + 10_000):
+        _refused(wrapped, f"expired at {T + 60}", now=now)
+    assert unwrap(_wrap(), RECIPIENT, now=T).expiration is None
 
 
 def test_refuses_a_seal_that_does_not_decrypt() -> None:

@@ -54,6 +54,7 @@ def test_public_surface() -> None:
             "backoff_delays",
             "event_message_size_bytes",
             "fetch_relay_information",
+            "publish_wrap",
         ]
     )
     for name in dvm.relay.__all__:
