@@ -125,9 +125,13 @@ class PublishRefused:
 
 @dataclass(frozen=True, slots=True)
 class Received:
-    """An event from the job's subscription (signature already verified by the relay layer)."""
+    """An event from the job's subscription (signature already verified by the relay layer).
+
+    ``now`` (unix seconds, when it was read) expires gift wraps whose seal carries a NIP-40
+    expiration (NIP-17 disappearing messages); None checks no expiry."""
 
     event: Event
+    now: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,8 +154,8 @@ class RequesterMachine:
                 return self._published(accepted)
             case PublishRefused(reason=reason) if self.state in _PUBLISHING:
                 return self._fail(NotPublished(f"job {self.job_id}: {reason}"))
-            case Received(event=received) if self.state not in _OVER:
-                launched = self.record.add(received)
+            case Received(event=received, now=now) if self.state not in _OVER:
+                launched = self.record.add(received, now=now)
                 found: list[Action] = [] if launched is None else [Report(Step.LAUNCHED, launched)]
                 return [*found, *self._settle()]
             case VerificationPassed(verification=verification) if self.state is State.VERIFYING:

@@ -119,15 +119,17 @@ class JobRecord:
         self._attestations_open = False
         self._attestations.clear()
 
-    def add(self, event: Event) -> str | None:
-        """File ``event``; the ``container launched`` progress detail when it named C."""
+    def add(self, event: Event, *, now: int | None = None) -> str | None:
+        """File ``event``; the ``container launched`` progress detail when it named C.
+
+        ``now`` expires gift wraps whose seal carries an expiration (see ChannelReader.add)."""
         kind = event.kind
         if kind == FEEDBACK_KIND:
             return self._on_feedback(event)
         if kind == ATTESTATION_KIND:
             self._on_attestation(event)
         elif kind in GIFT_WRAP_KINDS:
-            self._on_wrap(event)
+            self._on_wrap(event, now)
         elif kind == self._result_kind:
             self._on_result(event)
         else:
@@ -193,11 +195,11 @@ class JobRecord:
         else:
             self._buffer(self._attestations, event)
 
-    def _on_wrap(self, event: Event) -> None:
+    def _on_wrap(self, event: Event, now: int | None = None) -> None:
         if self._reader is None:
             self._buffer(self._early_wraps, event)
             return
-        message = self._reader.add(event)
+        message = self._reader.add(event, now=now)
         if message is None:
             return
         if message.kind is MessageKind.OUTPUT:

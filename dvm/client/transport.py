@@ -133,12 +133,13 @@ class JobTransport:
         relays refuse is sent once more as 1059 (:func:`dvm.relay.publish_wrap`)."""
         if self._pool is None:
             raise ValueError("the job's relay pool is not open")
+        pool = self._pool
         for rumor in rumors:
-            await publish_wrap(
-                self._pool,
-                lambda kind, r=rumor: self.wrap([r], recipient, kind=kind)[0],
-                kind=self._wrap_kind,
-            )
+
+            def build(kind: int, rumor: UnsignedEvent = rumor) -> Event:
+                return self.wrap([rumor], recipient, kind=kind)[0]
+
+            await publish_wrap(pool, build, kind=self._wrap_kind)
 
     def wrap(
         self, rumors: Sequence[UnsignedEvent], recipient: PublicKey, *, kind: int | None = None
@@ -185,7 +186,8 @@ class JobTransport:
             remaining = self._deadlines[timer] - asyncio.get_running_loop().time()
         if remaining is None or remaining > 0:
             try:
-                return Received(await asyncio.wait_for(anext(self._sub), remaining))
+                event = await asyncio.wait_for(anext(self._sub), remaining)
+                return Received(event, now=int(self._clock()))
             except TimeoutError:
                 pass  # only with a limit, so a timer is due
             except StopAsyncIteration:

@@ -262,3 +262,38 @@ def test_hostile_seal_or_rumor_text_is_ignored(text: str | bytes) -> None:
     # Sealed by the requester's own key: the rumor parser is reached.
     # Never raises; a text that happens to be the intact template is a genuine input.
     box.receive(wrap_rumor_text(raw, REQUESTER, CONTAINER.public_key, now=now, kind=21059))
+
+
+def expiring_wrap(rumor: UnsignedEvent, expiration: int) -> Event:
+    """A wrap whose seal carries NIP-17's disappearing-message ``["expiration", t]``."""
+    sealed = nip59.seal(
+        rumor,
+        REQUESTER,
+        CONTAINER.public_key,
+        created_at=1_700_000_000,
+        nonce=det_bytes(32),
+        aux_rand=det_bytes(32),
+        expiration=expiration,
+    )
+    return nip59.gift_wrap(
+        sealed,
+        CONTAINER.public_key,
+        wrapper=SecretKey.generate(det_bytes),
+        created_at=1_700_000_000,
+        nonce=det_bytes(32),
+        aux_rand=det_bytes(32),
+        kind=1059,
+    )
+
+
+def test_a_seal_with_an_expiration_is_accepted_until_it_expires() -> None:
+    # Issue 10: NIP-17 says seals SHOULD carry one for disappearing messages; they were refused.
+    live = one_input("still here")
+    assert inbox().receive(expiring_wrap(live, 2_000), now=1_999) == Accepted(
+        live.id, "still here", 1059
+    )
+    gone = one_input("too late")
+    got = inbox().receive(expiring_wrap(gone, 2_000), now=2_000)
+    assert isinstance(got, Ignored)
+    assert "expired at 2000" in got.why
+    assert "too late" not in got.why

@@ -14,7 +14,7 @@ from dvm.nostr import nip44
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip17 import gift_wraps
-from dvm.nostr.nip59 import WRAP_KIND_EPHEMERAL, gift_wrap
+from dvm.nostr.nip59 import WRAP_KIND_EPHEMERAL, gift_wrap, seal
 from tests.hostile_wraps import event_templates, malformed_wraps, wrap_rumor_text, wrap_seal_text
 from tests.strategies import hostile_event, hostile_json
 
@@ -234,3 +234,39 @@ def test_hostile_seal_or_rumor_text_is_dropped(text: str | bytes) -> None:
     assert reader.add(wrap_seal_text(raw, me.public_key, now=now, kind=21059)) is None
     reader.add(wrap_rumor_text(raw, container, me.public_key, now=now, kind=21059))
     assert reader.dropped["unwrap"] >= 1
+
+
+def _expiring_wrap(
+    rumor: UnsignedEvent, sender: SecretKey, to: PublicKey, expiration: int
+) -> Event:
+    sealed = seal(
+        rumor,
+        sender,
+        to,
+        created_at=int(time.time()),
+        nonce=secrets.token_bytes(32),
+        aux_rand=secrets.token_bytes(32),
+        expiration=expiration,
+    )
+    return gift_wrap(
+        sealed,
+        to,
+        wrapper=_key(),
+        created_at=int(time.time()),
+        nonce=secrets.token_bytes(32),
+        aux_rand=secrets.token_bytes(32),
+        kind=WRAP_KIND_EPHEMERAL,
+    )
+
+
+def test_a_seal_with_an_expiration_is_read_until_it_expires() -> None:
+    # Issue 10: seals with NIP-17's disappearing-message expiration were refused.
+    me, container = _key(), _key()
+    reader = ChannelReader(me, container.public_key, JOB)
+    [kept] = _outputs(container, me.public_key, "kept")
+    message = reader.add(_expiring_wrap(kept, container, me.public_key, 2_000), now=1_999)
+    assert message is not None
+    assert message.content == "kept"
+    [late] = _outputs(container, me.public_key, "late", seq=1)
+    assert reader.add(_expiring_wrap(late, container, me.public_key, 2_000), now=2_000) is None
+    assert reader.dropped == {"unwrap": 1}

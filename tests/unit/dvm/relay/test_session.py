@@ -233,3 +233,36 @@ def test_refused_auth_fails_what_waits_for_it() -> None:
     (result,) = s.events_received()
     assert isinstance(result, OkReceived)
     assert result.reason.prefix is ReasonPrefix.AUTH_REQUIRED
+
+
+OTHER = SecretKey(bytes.fromhex("66" * 32))
+
+
+def two_signer(relay_url: str, challenge: str) -> tuple[Event, ...]:
+    return tuple(
+        sign_auth_event(
+            key, relay_url=relay_url, challenge=challenge, created_at=1000, aux_rand=bytes(32)
+        )
+        for key in (KEY, OTHER)
+    )
+
+
+def test_auth_as_several_keys_sends_every_auth_before_the_retry() -> None:
+    # NIP-42 allows several AUTH events on one connection: U signs the request, S talks.
+    s = RelaySession(URL, signer=two_signer)
+    s.connection_opened()
+    e = event()
+    s.publish(e)
+    s.data_to_send()
+    s.receive(ok("", False, "auth-required: sign in"), now=0)
+    s.receive(json.dumps(["AUTH", "chal"]), now=0)
+    frames = sent(s)
+    assert [type(f) for f in frames] == [ClientAuth, ClientAuth, ClientEvent]
+    authors = [f.event.pubkey for f in frames[:2]]  # type: ignore[attr-defined]
+    assert authors == [KEY.public_key.hex(), OTHER.public_key.hex()]
+    assert len(s.auth_event_ids) == 2
+    # One key refused: the other still stands.
+    s.receive(ok(s.auth_event_ids[0], False, "restricted: unknown key"), now=0)
+    assert s.authenticated
+    s.receive(ok(s.auth_event_ids[1], False, "restricted: unknown key"), now=0)
+    assert not s.authenticated
