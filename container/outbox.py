@@ -15,7 +15,10 @@ destroyed VM is the real guarantee).
 
 Gift wraps answer in the kind the requester last used. 1059 wraps are backdated up to two days
 like every NIP-17 client does; 21059 wraps are ephemeral (relays forward them only to live
-subscribers and may drop stale ones), so they carry the real time.
+subscribers and refuse stale ones: strfry after 60 s), so they carry the real time. The runtime
+publishes each wrap through :func:`dvm.relay.publish_wrap`, which re-sends a 21059 wrap that
+every relay refused (khatru's ``mute:`` when nobody listens) as 1059, built again here
+(docs/relay.md, "Ephemeral wraps on production relays").
 """
 
 from __future__ import annotations
