@@ -17,6 +17,7 @@ from dvm.client.record import MAX_EARLY_BYTES, MAX_EARLY_EVENTS, JobRecord
 from dvm.nostr.event import Event, UnsignedEvent
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip17 import gift_wraps
+from dvm.nostr.nip59 import gift_wrap, seal
 from dvm.nostr.nip90 import ErrorReason, FeedbackStatus, build_job_feedback
 
 NOW = 1_760_000_000
@@ -120,3 +121,41 @@ def test_early_attestations_are_bounded_by_bytes_too() -> None:
     [(reason, dropped)] = record.ignored.items()
     assert "bytes buffered before the container was named" in reason
     assert dropped == 3 * MAX_EARLY_BYTES // per_event - kept
+
+
+def _expiring_channel_error(expiration: int) -> Event:
+    rumor = build_error(
+        C.public_key, S.public_key, JOB, ChannelError.TIMEOUT, "late", created_at=NOW
+    )
+    sealed = seal(
+        rumor,
+        C,
+        S.public_key,
+        created_at=NOW,
+        nonce=secrets.token_bytes(32),
+        aux_rand=secrets.token_bytes(32),
+        expiration=expiration,
+    )
+    return gift_wrap(
+        sealed,
+        S.public_key,
+        wrapper=SecretKey.generate(secrets.token_bytes),
+        created_at=NOW,
+        nonce=secrets.token_bytes(32),
+        aux_rand=secrets.token_bytes(32),
+        kind=21059,
+    )
+
+
+def test_a_wrap_whose_seal_expired_when_it_was_read_is_dropped() -> None:
+    # NIP-17 disappearing messages: the machine passes the time each event was read.
+    expired = _record()
+    expired.add(_feedback(FeedbackStatus.PROCESSING, container=True))
+    expired.add(_expiring_channel_error(NOW + 60), now=NOW + 60)
+    assert expired.failure is None
+    live = _record()
+    live.add(_feedback(FeedbackStatus.PROCESSING, container=True))
+    live.add(_expiring_channel_error(NOW + 60), now=NOW + 59)
+    failure = live.failure
+    assert failure is not None
+    assert failure.reason == "container: timeout"
