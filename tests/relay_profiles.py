@@ -13,8 +13,8 @@ profiles"):
   ``rejectEphemeralEventsOlderThanSeconds = 60`` answered ``invalid: ephemeral event expired``;
   ``maxEventSize = 65536`` bytes of the event's JSON answered ``invalid: event too large``;
   ``rejectEventsNewerThanSeconds = 900`` answered ``invalid: created_at too late``. Plain
-  validators (``storage.validators``: ``(event, config) -> None`` or raise ``StorageError``,
-  whose text becomes the OK message).
+  validators (``storage.validators``: ``(event, config) -> None`` or raise; the exception's
+  text becomes the OK message), appended after the development relay's own.
 * ``khatru`` -- khatru (fiatjaf/khatru) keeps no ephemeral event: it hands one to the live
   subscribers whose filters match and answers ``mute: no one was listening to your ephemeral
   event and it wasn't handled in any way, it was ignored`` when none does. A validator cannot see
