@@ -17,8 +17,8 @@ group/other permission bits, i.e. mode 0600 or 0400), and, for the local launche
 file exists and matches its ``sha256`` (the container checks it again before loading). Under
 Kubernetes the models are baked into the job image at ``/models/<name>``
 (container/Containerfile): the node announces name, runner and sha256 from the config and
-never needs the files. :func:`load_secret_key` reads the nsec. The ``[[models]]`` entries are
-:mod:`dvm.node.models`; the typed key readers :mod:`dvm.node.config_fields`.
+never needs the files. :func:`load_secret_key` reads the nsec. The ``[limits]`` table is
+:mod:`dvm.node.limits`, the ``[[models]]`` entries :mod:`dvm.node.models`; the typed key readers :mod:`dvm.node.config_fields`.
 """
 
 from __future__ import annotations
@@ -28,21 +28,21 @@ import os
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from container.launch import Limits
 from dvm.cdvm.tee import CONFIDENTIAL_CONTAINER_TEES, is_gpu_job
 from dvm.nostr.errors import NostrError
-from dvm.nostr.keys import PublicKey, SecretKey
-from dvm.nostr.nip19 import decode_npub, decode_nsec
+from dvm.nostr.keys import SecretKey
+from dvm.nostr.nip19 import decode_nsec
 from dvm.nostr.nip90 import JOB_REQUEST_KINDS, TeeKind
 
-from .config_fields import boolean, integer, number, resolve_path, table, text
+from .config_fields import boolean, integer, resolve_path, table, text
 from .errors import ConfigError
 from .kubernetes.pod import KubernetesConfig, parse_kubernetes_config
+from .limits import LimitsConfig, parse_limits
 from .models import ModelConfig, check_model_files, parse_model, sha256_file
 
 __all__ = [
@@ -94,43 +94,6 @@ class LauncherConfig:
     kubernetes: KubernetesConfig | None = None
 
 
-_JOB_LIMITS = Limits()  # a job's default limits are the launch contract's
-
-
-@dataclass(frozen=True, slots=True)
-class LimitsConfig:
-    """``[limits]``: the node's own (admission, grace) and each job's (:meth:`job_limits`)."""
-
-    max_concurrent_jobs: int = 2
-    rate_limit_burst: int = 5
-    rate_limit_per_minute: float = 6.0
-    min_pow_bits: int = 0
-    allowed_requesters: frozenset[str] | None = None
-    max_request_bytes: int = 16 * 1024
-    attestation_timeout_s: float = _JOB_LIMITS.attestation_timeout_s
-    idle_timeout_s: float = _JOB_LIMITS.idle_timeout_s
-    deadline_s: float = _JOB_LIMITS.deadline_s
-    grace_s: float = 10.0
-    max_input_bytes: int = _JOB_LIMITS.max_input_bytes
-    max_output_tokens: int = _JOB_LIMITS.max_output_tokens
-    # flood resistance (docs/node.md §3 "Under load")
-    ledger_retention_s: int = 7 * 24 * 3600
-    refusal_feedback_per_minute: float = 30.0
-    refusal_feedback_burst: int = 10
-    load_pow_bits: int = 16
-    load_refusals_per_minute: int = 60
-
-    def job_limits(self) -> Limits:
-        """The limits every job container gets (docs/launch.md §1)."""
-        return Limits(
-            attestation_timeout_s=self.attestation_timeout_s,
-            idle_timeout_s=self.idle_timeout_s,
-            deadline_s=self.deadline_s,
-            max_input_bytes=self.max_input_bytes,
-            max_output_tokens=self.max_output_tokens,
-        )
-
-
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     key_file: Path
@@ -139,7 +102,7 @@ class NodeConfig:
     models: tuple[ModelConfig, ...]
     tee: TeeConfig
     launcher: LauncherConfig = LauncherConfig()
-    limits: LimitsConfig = LimitsConfig()
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     name: str = _DEFAULT_NAME
     about: str = _DEFAULT_ABOUT
     identifier: str = "cdvm"
@@ -173,24 +136,6 @@ def _kinds(data: Mapping[str, Any]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(kinds))
 
 
-def _requesters(value: object) -> frozenset[str] | None:
-    if value is None:
-        return None
-    where = "limits.allowed_requesters"
-    if not isinstance(value, list):
-        raise ConfigError(f"config key {where} must be a list of npub or hex public keys")
-    keys: set[str] = set()
-    for index, item in enumerate(value):
-        try:
-            if not isinstance(item, str):
-                raise ConfigError(f"config key {where}[{index}] must be a string")
-            key = decode_npub(item) if item.startswith("npub1") else PublicKey.from_hex(item)
-        except NostrError:
-            raise ConfigError(f"config key {where}[{index}] is not a public key") from None
-        keys.add(key.hex())
-    return frozenset(keys)
-
-
 # --- sections ------------------------------------------------------------------------------
 
 _TOP = frozenset({"node", "tee", "launcher", "limits", "models"})
@@ -202,60 +147,6 @@ _LOCAL_ONLY = frozenset(
     {"allow_unsandboxed", "bwrap", "runtime_root", "memory_bytes", "cpu_time_s"}
 )
 _LAUNCHER = _LOCAL_ONLY | {"kind", "kubernetes"}
-_LIMITS = frozenset(
-    {
-        "max_concurrent_jobs",
-        "rate_limit_burst",
-        "rate_limit_per_minute",
-        "min_pow_bits",
-        "allowed_requesters",
-        "max_request_bytes",
-        "attestation_timeout_s",
-        "idle_timeout_s",
-        "deadline_s",
-        "grace_s",
-        "max_input_bytes",
-        "max_output_tokens",
-        "ledger_retention_s",
-        "refusal_feedback_per_minute",
-        "refusal_feedback_burst",
-        "load_pow_bits",
-        "load_refusals_per_minute",
-    }
-)
-
-
-def _limits(data: Mapping[str, Any]) -> LimitsConfig:
-    raw = table(data, "limits", "limits", _LIMITS)
-    d = LimitsConfig()
-    w = "limits"
-    limits = LimitsConfig(
-        max_concurrent_jobs=integer(raw, "max_concurrent_jobs", w, d.max_concurrent_jobs),
-        rate_limit_burst=integer(raw, "rate_limit_burst", w, d.rate_limit_burst),
-        rate_limit_per_minute=number(raw, "rate_limit_per_minute", w, d.rate_limit_per_minute),
-        min_pow_bits=integer(raw, "min_pow_bits", w, d.min_pow_bits, low=0),
-        allowed_requesters=_requesters(raw.get("allowed_requesters")),
-        max_request_bytes=integer(raw, "max_request_bytes", w, d.max_request_bytes),
-        attestation_timeout_s=number(raw, "attestation_timeout_s", w, d.attestation_timeout_s),
-        idle_timeout_s=number(raw, "idle_timeout_s", w, d.idle_timeout_s),
-        deadline_s=number(raw, "deadline_s", w, d.deadline_s),
-        grace_s=number(raw, "grace_s", w, d.grace_s),
-        max_input_bytes=integer(raw, "max_input_bytes", w, d.max_input_bytes),
-        max_output_tokens=integer(raw, "max_output_tokens", w, d.max_output_tokens),
-        ledger_retention_s=integer(raw, "ledger_retention_s", w, d.ledger_retention_s, low=60),
-        refusal_feedback_per_minute=number(
-            raw, "refusal_feedback_per_minute", w, d.refusal_feedback_per_minute
-        ),
-        refusal_feedback_burst=integer(raw, "refusal_feedback_burst", w, d.refusal_feedback_burst),
-        load_pow_bits=integer(raw, "load_pow_bits", w, d.load_pow_bits, low=0),
-        load_refusals_per_minute=integer(
-            raw, "load_refusals_per_minute", w, d.load_refusals_per_minute
-        ),
-    )
-    for key in ("min_pow_bits", "load_pow_bits"):
-        if getattr(limits, key) > 256:
-            raise ConfigError(f"config key limits.{key} must be at most 256")
-    return limits
 
 
 def _launcher(data: Mapping[str, Any], base_dir: Path) -> LauncherConfig:
@@ -350,7 +241,7 @@ def parse_config(data: Mapping[str, Any], *, base_dir: Path) -> NodeConfig:
         raise ConfigError(f"config has unknown top-level key(s): {', '.join(unknown)}")
     node = table(data, "node", "node", _NODE)
     launcher = _launcher(data, base_dir)
-    limits = _limits(data)
+    limits = parse_limits(data)
     raw_models = data.get("models")
     if not isinstance(raw_models, list) or not raw_models:
         raise ConfigError("config key models must list at least one [[models]] table")
