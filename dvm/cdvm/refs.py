@@ -17,8 +17,10 @@ content's so relays can be asked by it); ``["alt", ...]`` (NIP-31) is written fo
 and ignored on parsing, like any unknown tag. The content is one JSON object with exactly the
 keys ``v`` (1), ``tee``, ``runtime`` {``version``, ``images``}, ``measurements`` (entries of
 ``measurement``, ``product``, ``vcpus``, ``vcpu_type``, ``inputs``), ``min_tcb`` (by product),
-``models``, ``recipe`` and ``source`` {``repository``, ``commit``}: the full schema is in
-``docs/protocol.md`` §9 and :meth:`ReferenceValues.to_content` writes it.
+``models``, ``recipe`` and ``source`` {``repository``, ``commit``}, and for a
+``sev-snp+nvidia-h100`` release ``gpu`` (expected GPU measurement blocks per architecture /
+driver / VBIOS version with the RIMs they came from, :mod:`dvm.cdvm.release_gpu`): the full
+schema is in ``docs/protocol.md`` §9 and :meth:`ReferenceValues.to_content` writes it.
 
 The content's values and their rules (strict, per TEE kind) are :mod:`dvm.cdvm.release`, whose
 names this module re-exports. Every failure raises :class:`~dvm.nostr.errors.CodecError`;
@@ -39,10 +41,12 @@ from dvm.nostr.keys import PublicKey
 from .release import (
     MAX_CONTENT_CHARS,
     REFERENCE_VALUES_VERSION,
+    GpuReference,
     LaunchInputs,
     LaunchMeasurement,
     ModelHash,
     ReferenceValues,
+    RimRef,
     SourceRef,
     parse_release_content,
 )
@@ -50,11 +54,13 @@ from .release import (
 __all__ = [
     "REFERENCE_VALUES_KIND",
     "REFERENCE_VALUES_VERSION",
+    "GpuReference",
     "LaunchInputs",
     "LaunchMeasurement",
     "ModelHash",
     "PublishedReference",
     "ReferenceValues",
+    "RimRef",
     "SourceRef",
     "build_reference_event",
     "parse_reference_event",

@@ -12,8 +12,11 @@ and ``sev-snp+nvidia-h100`` at least one image (digest references only,
 :func:`dvm.cdvm.pod_contract.check_image_reference`), every measurement names its product, vCPU
 count and type and at least the OVMF, kernel and command-line hashes, every product named has a
 ``min_tcb`` entry, and the source commit is given; for ``simulated`` no image (simulated jobs run
-none, so nothing would check it). Every failure raises :class:`~dvm.nostr.errors.CodecError`.
-Pure.
+none, so nothing would check it). A ``sev-snp+nvidia-h100`` release has one more key, ``gpu``:
+at least one :class:`~dvm.cdvm.release_gpu.GpuReference` (expected GPU measurement blocks per
+architecture / driver / VBIOS version, and the RIMs they came from), none twice; other kinds have
+no ``gpu`` key (nothing would check it). Every failure raises
+:class:`~dvm.nostr.errors.CodecError`. Pure.
 """
 
 from __future__ import annotations
@@ -32,15 +35,18 @@ from dvm.nostr.nip90 import TeeKind
 from dvm.nostr.strict_json import parse_json
 
 from .pod_contract import check_image_reference
-from .tee import runs_in_confidential_containers
+from .release_gpu import GpuReference, RimRef, check_release_gpu
+from .tee import is_gpu_job, runs_in_confidential_containers
 
 __all__ = [
     "MAX_CONTENT_CHARS",
     "REFERENCE_VALUES_VERSION",
+    "GpuReference",
     "LaunchInputs",
     "LaunchMeasurement",
     "ModelHash",
     "ReferenceValues",
+    "RimRef",
     "SourceRef",
     "parse_release_content",
 ]
@@ -55,6 +61,7 @@ _COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _CONTENT_KEYS = frozenset(
     {"v", "tee", "runtime", "measurements", "min_tcb", "models", "recipe", "source"}
 )
+_GPU_CONTENT_KEYS = _CONTENT_KEYS | {"gpu"}
 _ENTRY_KEYS = frozenset({"measurement", "product", "vcpus", "vcpu_type", "inputs"})
 _INPUT_HASHES = ("ovmf_sha256", "kernel_sha256", "initrd_sha256", "cmdline_sha256")
 _INPUT_KEYS = frozenset({*_INPUT_HASHES, "guest_features"})
@@ -241,7 +248,8 @@ def _tcb_floor(value: object, what: str) -> TcbFloor:
 class ReferenceValues:
     """What one publisher states about one release (see the module docstring).
 
-    ``min_tcb`` is a tuple of (product, floor) pairs, one per product at most.
+    ``min_tcb`` is a tuple of (product, floor) pairs, one per product at most. ``gpu``: the
+    GPU reference measurements of a ``sev-snp+nvidia-h100`` release (empty for other kinds).
     """
 
     release: str
@@ -253,6 +261,7 @@ class ReferenceValues:
     models: tuple[ModelHash, ...]
     recipe: str
     source: SourceRef
+    gpu: tuple[GpuReference, ...] = ()
 
     def __post_init__(self) -> None:
         _check_values(self)
@@ -272,6 +281,8 @@ class ReferenceValues:
             "recipe": self.recipe,
             "source": {"repository": self.source.repository, "commit": self.source.commit},
         }
+        if is_gpu_job(self.tee):
+            body["gpu"] = [g.to_dict() for g in self.gpu]
         return json.dumps(body, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
@@ -288,6 +299,7 @@ def _check_values(values: ReferenceValues) -> None:
         ("measurements", values.measurements),
         ("min_tcb", values.min_tcb),
         ("models", values.models),
+        ("gpu", values.gpu),
     ):
         if len(items) > _MAX_ITEMS:
             raise CodecError(f"{what} has more than {_MAX_ITEMS} items")
@@ -326,6 +338,7 @@ def _check_values(values: ReferenceValues) -> None:
                 raise CodecError(f"min_tcb must state a floor for {entry.product.value}")
     elif values.images:
         raise CodecError("a simulated release has no job image (nothing would check it)")
+    check_release_gpu(values.tee, values.gpu)
 
 
 def _min_tcb(value: object) -> tuple[tuple[Product, TcbFloor], ...]:
@@ -360,7 +373,8 @@ def parse_release_content(release: str, tee: str, content: str) -> ReferenceValu
         raw = parse_json(content)
     except JsonError as exc:
         raise CodecError(f"reference values content is not JSON ({exc})") from None
-    body = _exact(raw, _CONTENT_KEYS, "reference values content")
+    gpu_job = is_gpu_job(tee)
+    body = _exact(raw, _GPU_CONTENT_KEYS if gpu_job else _CONTENT_KEYS, "reference values content")
     if type(body["v"]) is not int or body["v"] != REFERENCE_VALUES_VERSION:
         raise CodecError("reference values version must be 1")
     if body["tee"] != tee:
@@ -384,4 +398,5 @@ def parse_release_content(release: str, tee: str, content: str) -> ReferenceValu
         models=_models(body["models"]),
         recipe=_text(body["recipe"], "recipe", _MAX_RECIPE),
         source=SourceRef(_text(source["repository"], "source.repository"), source["commit"]),
+        gpu=tuple(GpuReference.from_dict(g) for g in _list(body["gpu"], "gpu")) if gpu_job else (),
     )

@@ -1,4 +1,4 @@
-"""Reference values for the kind-37100 tests: a sev-snp release and a simulated one."""
+"""Reference values for the kind-37100 tests: a sev-snp release, a GPU one and a simulated one."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ from typing import Any
 from attestation.snp.abi import Product
 from attestation.snp.validate import TcbFloor
 from dvm.cdvm.release import (
+    GpuReference,
     LaunchInputs,
     LaunchMeasurement,
     ModelHash,
     ReferenceValues,
+    RimRef,
     SourceRef,
 )
 
@@ -23,6 +25,13 @@ INPUTS = LaunchInputs(
     guest_features=1,
 )
 SOURCE = SourceRef("https://github.com/example/confidential-dvm", "5" * 40)
+GPU = GpuReference(
+    architecture="GH100",
+    driver_version="550.90.07",
+    vbios_version="96.00.9f.00.01",
+    blocks=((1, ("e1" * 48,)), (2, ("e2" * 48, "f2" * 48)), (10, ("ea" * 48,))),
+    rims=(RimRef("driver-rim-id", "0d" * 32), RimRef("vbios-rim-id", "0b" * 32)),
+)
 
 
 def snp_values(**overrides: Any) -> ReferenceValues:
@@ -61,3 +70,13 @@ def simulated_values(**overrides: Any) -> ReferenceValues:
     }
     fields.update(overrides)
     return ReferenceValues(**fields)
+
+
+def gpu_values(**overrides: Any) -> ReferenceValues:
+    fields: dict[str, Any] = {
+        "release": "sev-snp+nvidia-h100/0.4.0",
+        "tee": "sev-snp+nvidia-h100",
+        "gpu": (GPU,),
+    }
+    fields.update(overrides)
+    return snp_values(**fields)
