@@ -78,6 +78,7 @@ test: setup debs lint typecheck imports pytest
 
 bench: setup
 	$(BIN)/python benchmarks/bench_nostr.py
+	$(BIN)/python benchmarks/bench_flood.py
 
 demo: setup-demo debs
 	$(BIN)/cdvm demo

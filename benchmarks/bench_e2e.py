@@ -149,7 +149,9 @@ class Stack:
         return pids
 
 
-def _start(directory: Path, models: list[tuple[str, str, Path, str]]) -> Stack:
+def _start(
+    directory: Path, models: list[tuple[str, str, Path, str]], node_args: tuple[str, ...] = ()
+) -> Stack:
     port = _port()
     settings = RelaySettings(
         host="127.0.0.1", port=port, data_dir=directory / "relay", log_level="WARNING"
@@ -180,7 +182,7 @@ def _start(directory: Path, models: list[tuple[str, str, Path, str]]) -> Stack:
     )
     log = (directory / "node.log").open("ab")
     node = subprocess.Popen(
-        [sys.executable, "-m", "dvm.cli", "serve", "--config", str(config)],
+        [sys.executable, "-m", "dvm.cli", "serve", "--config", str(config), *node_args],
         cwd=directory,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -283,7 +285,7 @@ async def _throughput(
 
 
 async def _bench(
-    args: argparse.Namespace, stack: Stack, gemma: tuple[Path, str] | str
+    args: argparse.Namespace, stack: Stack, gemma: Gemma | None
 ) -> list[tuple[str, str]]:
     rows: list[tuple[str, str]] = []
     onnx_opts = _options(stack, ONNX)
