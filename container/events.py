@@ -4,6 +4,11 @@ Contract: plain frozen values, no behaviour (the transitions are :mod:`container
 Events carry ids, reasons and flags only, never the requester's input or the model's output,
 so the machine never holds plaintext. The status kinds, destroy reasons and exit codes the
 actions carry are the launch contract's (:mod:`container.launch`, docs/launch.md §2-§3).
+
+``plain`` (on the channel events and the send actions) marks a standard NIP-17 peer: its
+message carried no ``["e", job]`` and no ``cdvm`` tag (:func:`dvm.cdvm.channel.parse_channel_rumor`
+with ``allow_plain``). Such a peer gets one readable kind-14 message per answer, never a
+partial, an empty message or a ``cdvm`` tag (docs/standard-clients.md).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ __all__ = [
     "ResultPublished",
     "RunFailed",
     "RunModel",
+    "SendEnded",
     "SendError",
     "SendOutput",
     "SendReady",
@@ -128,6 +134,7 @@ class ModelFailed:
 @dataclass(frozen=True, slots=True)
 class InputReceived:
     input_id: str
+    plain: bool = False  # a standard NIP-17 client wrote it
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +142,12 @@ class InputRefused:
     """An authenticated message of the requester that cannot be an input (too large, bad chunk)."""
 
     reason: ChannelError
+    plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class EndReceived:
-    pass
+    plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,14 +264,24 @@ class CancelRun:
 
 @dataclass(frozen=True, slots=True)
 class SendOutput:
+    """Send output ``seq`` of ``input_id``. ``plain``: the whole answer as one readable
+    message (a standard NIP-17 peer; only ever ``final``, ``seq`` 0)."""
+
     input_id: str
     seq: int
     final: bool
+    plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class SendError:
     reason: ChannelError
+    plain: bool = False  # a readable message without cdvm tags
+
+
+@dataclass(frozen=True, slots=True)
+class SendEnded:
+    """Tell a standard NIP-17 peer, in a last readable message, that the session ended."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,6 +309,7 @@ Action = (
     | CancelRun
     | SendOutput
     | SendError
+    | SendEnded
     | PublishResult
     | Destroy
 )

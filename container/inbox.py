@@ -20,8 +20,11 @@ event and returns exactly one of:
   ``why`` names the check with ids and kinds only, for the operator log.
 
 Every result except ``Ignored`` carries the wrap kind the requester used (1059 or 21059): the
-container answers in the kind it last saw. Replays are dropped by wrap id and by rumor id
-(a replayed rumor re-wrapped by anyone holding it is still the same rumor). Memory is bounded:
+container answers in the kind it last saw. Plain NIP-17 messages of the authorised sender (no
+``e``, no ``cdvm`` tag: a standard client, docs/standard-clients.md) are accepted too, with
+``plain=True`` on the result; a message of anyone else is still ``Ignored`` (the seal check).
+Replays are dropped by wrap id and by rumor id (a replayed rumor re-wrapped by anyone holding
+it is still the same rumor). Memory is bounded:
 the replay sets keep the last ``seen_capacity`` ids, pending chunks at most
 ``max_input_bytes``. :meth:`clear` forgets everything (destruction).
 """
@@ -48,20 +51,26 @@ class Accepted:
     input_id: str
     text: str
     wrap_kind: int
+    plain: bool = False
 
     def __repr__(self) -> str:  # the text is the requester's plaintext: never printed
-        return f"Accepted(input_id={self.input_id!r}, size={len(self.text)}, kind={self.wrap_kind})"
+        return (
+            f"Accepted(input_id={self.input_id!r}, size={len(self.text)}, "
+            f"kind={self.wrap_kind}, plain={self.plain})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class Ended:
     wrap_kind: int
+    plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
     reason: ChannelError
     wrap_kind: int
+    plain: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,20 +149,22 @@ class Inbox:
         if not self._rumors.add(rumor.id):
             return Ignored(f"{where}: rumor replayed")
         try:
-            message = parse_channel_rumor(rumor, job=self._job, recipient=self._key.public_key)
+            message = parse_channel_rumor(
+                rumor, job=self._job, recipient=self._key.public_key, allow_plain=True
+            )
         except NostrError as exc:
             return Ignored(f"{where}: {exc}")
-        kind = opened.wrap_kind
+        kind, plain = opened.wrap_kind, message.plain
         if message.kind is MessageKind.END:
-            return Ended(kind)
+            return Ended(kind, plain)
         if message.kind is not MessageKind.INPUT:
             return Ignored(f"{where}: a {message.kind.value} message is not the requester's")
         if not message.chunked:
             if len(message.content.encode("utf-8", "surrogatepass")) > self._max_input_bytes:
-                return Refused(ChannelError.TOO_LARGE, kind)
+                return Refused(ChannelError.TOO_LARGE, kind, plain)
             if not message.content:
-                return Refused(ChannelError.BAD_INPUT, kind)
-            return Accepted(rumor.id, message.content, kind)
+                return Refused(ChannelError.BAD_INPUT, kind, plain)
+            return Accepted(rumor.id, message.content, kind, plain)
         return self._piece(rumor.tags, message.content, rumor.id, kind)
 
     def _piece(

@@ -22,6 +22,13 @@ Ordering guarantees the shell relies on (and the tests check): the subscription 
 wraps is open before the attestation is published; no model runs before the model is ready;
 at most one run at a time; output sequence numbers count 0, 1, ... per input; the result is
 published at most once and only exit code 0 follows it.
+
+Standard NIP-17 peers (``plain`` on the channel events; docs/standard-clients.md): an answer
+goes in the style of the input it answers -- for a plain input, no partial is sent and the
+final output is one readable message (``SendOutput(plain=True)``). Errors, the timeout notice
+and the end follow the style of the peer's last message: a plain peer gets readable errors,
+no ``ready`` message (it never asked for one), and :class:`SendEnded` before the result is
+published (``/end`` or a one-shot answer).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from .events import (
     ResultPublished,
     RunFailed,
     RunModel,
+    SendEnded,
     SendError,
     SendOutput,
     SendReady,
@@ -99,6 +107,7 @@ __all__ = [
     "ResultPublished",
     "RunFailed",
     "RunModel",
+    "SendEnded",
     "SendError",
     "SendOutput",
     "SendReady",
@@ -144,6 +153,8 @@ class JobMachine:
         self._timers: set[Timer] = set()
         self._pending_end = False  # end arrived while the attestation was being published
         self._deliver_reason = DestroyReason.END
+        self._plain_peer = False  # the peer's last message was a plain NIP-17 one
+        self._plain_inputs: set[str] = set()
 
     # --- introspection (for the shell and the tests) ----------------------------------------
 
@@ -202,17 +213,24 @@ class JobMachine:
             case ModelReady() if not self._model_ready and self._started:
                 self._model_ready = True
                 return self._on_model_ready()
-            case InputReceived(input_id=input_id) if self._listening():
+            case InputReceived(input_id=input_id, plain=plain) if self._listening():
+                self._plain_peer = plain
+                if plain:
+                    self._plain_inputs.add(input_id)
                 return self._input(input_id)
-            case InputRefused(reason=reason) if self._listening():
-                return [*self._use(), SendError(reason)]
-            case EndReceived() if self._listening():
+            case InputRefused(reason=reason, plain=plain) if self._listening():
+                self._plain_peer = plain
+                return [*self._use(), SendError(reason, plain=plain)]
+            case EndReceived(plain=plain) if self._listening():
+                self._plain_peer = plain
                 return self._end()
             case OutputBatch(input_id=input_id, final=final) if input_id == self._running:
                 return self._output(input_id, final=final)
             case RunFailed(input_id=input_id, reason=reason) if input_id == self._running:
                 self._running = None
-                return [SendError(reason), *self._next()]
+                plain = input_id in self._plain_inputs
+                self._plain_inputs.discard(input_id)
+                return [SendError(reason, plain=plain), *self._next()]
             case ResultPublished() if self.state is State.DELIVERED:
                 return [
                     EmitStatus(StatusKind.DELIVERED),
@@ -239,7 +257,7 @@ class JobMachine:
     ) -> list[Action]:
         actions: list[Action] = []
         if tell is not None and self.state in _IN_CHANNEL:
-            actions.append(SendError(tell))
+            actions.append(SendError(tell, plain=self._plain_peer))
         if self._running is not None:
             actions.append(CancelRun(self._running))
             self._running = None
@@ -247,6 +265,7 @@ class JobMachine:
             actions.append(CancelTimer(timer))
         self._timers.clear()
         self._pending.clear()
+        self._plain_inputs.clear()
         self.state = State.DESTROYED
         self.exit_code = code
         self.destroy_reason = reason
@@ -292,6 +311,8 @@ class JobMachine:
     def _greet(self) -> list[Action]:
         if self._model_ready and not self._ready_sent:
             self._ready_sent = True
+            if self._plain_peer:  # a standard client asked for no ready message
+                return [EmitStatus(StatusKind.READY)]
             return [EmitStatus(StatusKind.READY), SendReady()]
         return []
 
@@ -335,9 +356,12 @@ class JobMachine:
             actions.append(CancelRun(self._running))
             self._running = None
         self._pending.clear()
+        self._plain_inputs.clear()
         for timer in sorted(self._timers - {Timer.DEADLINE}):
             actions += self._cancel(timer)
         self.state = State.DELIVERED
+        if self._plain_peer:
+            actions.append(SendEnded())
         actions.append(PublishResult())
         return actions
 
@@ -358,8 +382,14 @@ class JobMachine:
         return [*self._cancel(Timer.IDLE), RunModel(self._running)]
 
     def _output(self, input_id: str, *, final: bool) -> list[Action]:
-        actions: list[Action] = [SendOutput(input_id, self._seq, final)]
-        self._seq += 1
+        if input_id in self._plain_inputs:
+            if not final:
+                return []  # a standard client shows each message as a bubble: no partials
+            self._plain_inputs.discard(input_id)
+            actions: list[Action] = [SendOutput(input_id, 0, True, plain=True)]
+        else:
+            actions = [SendOutput(input_id, self._seq, final)]
+            self._seq += 1
         if not final:
             return actions
         self._running = None

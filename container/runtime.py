@@ -59,6 +59,7 @@ from .inbox import Accepted, Ended, Ignored, Inbox, Pending, Refused
 from .launch import ExitCode, JobSpec, StatusKind, StatusLine, build_status_line
 from .machine import JobMachine
 from .outbox import result_content, sign_attestation, sign_result, wrap_for
+from .plain import ENDED_TEXT, READY_TEXT, plain_messages, sign_relay_list
 from .runner import GenerationParams, Runner
 from .streaming import stream_run
 
@@ -205,23 +206,29 @@ class JobRuntime:
             case ev.EmitStatus(status=status):
                 self._emit(status)
             case ev.SendReady():
-                await self._send(
-                    [build_ready(self._c_pub, self._peer, self._job, created_at=self._now())]
+                ready = build_ready(
+                    self._c_pub, self._peer, self._job, created_at=self._now(), text=READY_TEXT
                 )
+                await self._send([ready])
             case ev.RunModel(input_id=input_id):
                 self._spawn(self._run_input(input_id))
             case ev.CancelRun(input_id=input_id):
                 cancel = self._cancels.get(input_id)
                 if cancel is not None:
                     cancel.set()
-            case ev.SendOutput(input_id=input_id, seq=seq, final=final):
-                await self._send_output(input_id, seq, final=final)
-            case ev.SendError(reason=reason):
+            case ev.SendOutput(input_id=input_id, seq=seq, final=final, plain=plain):
+                await self._send_output(input_id, seq, final=final, plain=plain)
+            case ev.SendError(reason=reason, plain=plain):
                 text = self._error_detail.pop(reason, _ERROR_TEXT[reason])
+                if plain:  # a standard NIP-17 client: readable, no cdvm tag
+                    await self._say(text)
+                    return
                 rumor = build_error(
                     self._c_pub, self._peer, self._job, reason, text, created_at=self._now()
                 )
                 await self._send([rumor])
+            case ev.SendEnded():
+                await self._say(ENDED_TEXT)
             case ev.PublishResult():
                 self._spawn(self._publish_result())
             case ev.Destroy(reason=reason, exit_code=code):
@@ -312,7 +319,25 @@ class JobRuntime:
             )
             self._post(ev.PublishFailed())
 
-    async def _send_output(self, input_id: str, seq: int, *, final: bool) -> None:
+    async def _say(self, text: str, reply_to: str | None = None) -> None:
+        """``text`` as plain kind-14 messages (a standard NIP-17 peer, container/plain.py)."""
+        await self._send(
+            plain_messages(
+                self._c_pub,
+                self._peer,
+                text,
+                created_at=self._now(),
+                reply_to=reply_to,
+                budget_bytes=self._budget_bytes(),
+            )
+        )
+
+    async def _send_output(self, input_id: str, seq: int, *, final: bool, plain: bool) -> None:
+        if plain:  # the whole answer in one message: the partial batches were never sent
+            self._batches.pop(input_id, None)
+            self._answers.append(self._finals.pop(input_id))
+            await self._say(self._answers[-1], reply_to=input_id)
+            return
         text = self._batches[input_id].popleft()
         if final:
             self._answers.append(self._finals.pop(input_id))
@@ -416,13 +441,13 @@ class JobRuntime:
                 wrap.kind,
             )
             match received:
-                case Accepted(input_id=input_id, text=text):
+                case Accepted(input_id=input_id, text=text, plain=plain):
                     self._inputs[input_id] = text
-                    self._post(ev.InputReceived(input_id))
-                case Ended():
-                    self._post(ev.EndReceived())
-                case Refused(reason=reason):
-                    self._post(ev.InputRefused(reason))
+                    self._post(ev.InputReceived(input_id, plain=plain))
+                case Ended(plain=plain):
+                    self._post(ev.EndReceived(plain=plain))
+                case Refused(reason=reason, plain=plain):
+                    self._post(ev.InputRefused(reason, plain=plain))
                 case Pending():
                     pass
 
@@ -430,13 +455,14 @@ class JobRuntime:
         if self._claims is None:  # pragma: no cover - evidence comes first
             raise JobError("no claims")
         now = self._now()
+        expiration = now + int(self._spec.limits.deadline_s) + 60
         event = sign_attestation(
             self._c_key(),
             claims=self._claims,
             recipient=self._peer,
             tee=self._spec.tee,
             evidence=self._evidence,
-            expiration=now + int(self._spec.limits.deadline_s) + 60,
+            expiration=expiration,
             now=now,
             random_bytes=self._random_bytes,
         )
@@ -446,6 +472,18 @@ class JobRuntime:
             _log.error("job %s: attestation %s not accepted: %s", self._job, event.id, exc)
             self._post(ev.PublishFailed())
             return
+        try:  # NIP-17: standard clients send only to C's kind-10050 relays; cdvm needs none
+            await self._publish(
+                sign_relay_list(
+                    self._c_key(),
+                    self._spec.relays,
+                    expiration=expiration,
+                    now=now,
+                    random_bytes=self._random_bytes,
+                )
+            )
+        except (RelayError, NostrError) as exc:
+            _log.warning("job %s: no DM relay list (%s)", self._job, type(exc).__name__)
         self._attestation_id = event.id
         self._post(ev.AttestationPublished())
 

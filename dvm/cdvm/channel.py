@@ -22,6 +22,13 @@ Container -> requester:
   queued, not lost).
 
 Anything else from the peer is refused with :class:`CodecError` and ignored by the receiver.
+
+**Plain NIP-17 messages** (docs/standard-clients.md, docs/protocol.md §5): a standard client
+(Amethyst, 0xchat, nostr-sdk's ``nip17_make_private_msg``) sends a kind-14 rumor with only
+``["p", C]``. With ``allow_plain=True`` (the container's reading), a rumor that carries neither
+an ``e`` tag nor a ``cdvm`` tag is an input (or ``/end``) with ``plain=True``: the job check the
+``e`` tag makes adds nothing there, because C exists for this one job and the seal is checked
+against the one authorised key. A rumor with an ``e`` tag must still name this job.
 """
 
 from __future__ import annotations
@@ -95,6 +102,7 @@ class ChannelMessage:
     state: OutputState | None = None  # output: partial or final
     reason: ChannelError | None = None  # error: the reason
     chunked: bool = False
+    plain: bool = False  # a plain NIP-17 message: no 'e' tag, no 'cdvm' tag (allow_plain)
 
 
 def _base_tags(job: str, peer: PublicKey) -> list[tuple[str, ...]]:
@@ -185,10 +193,11 @@ def build_error(
 
 
 def build_ready(
-    container: PublicKey, requester: PublicKey, job: str, *, created_at: int
+    container: PublicKey, requester: PublicKey, job: str, *, created_at: int, text: str = ""
 ) -> UnsignedEvent:
+    """``["cdvm","ready"]``; ``text`` (ignored by parsers) keeps it readable in other clients."""
     tags = (*_base_tags(job, requester), (CDVM_TAG, MessageKind.READY.value))
-    return UnsignedEvent(container.hex(), created_at, CHAT_KIND, tags, "")
+    return UnsignedEvent(container.hex(), created_at, CHAT_KIND, tags, text)
 
 
 def _one(rumor: UnsignedEvent, name: str) -> tuple[str, ...] | None:
@@ -198,17 +207,21 @@ def _one(rumor: UnsignedEvent, name: str) -> tuple[str, ...] | None:
     return found[0] if found else None
 
 
-def parse_channel_rumor(rumor: UnsignedEvent, *, job: str, recipient: PublicKey) -> ChannelMessage:
+def parse_channel_rumor(
+    rumor: UnsignedEvent, *, job: str, recipient: PublicKey, allow_plain: bool = False
+) -> ChannelMessage:
     """Check a rumor belongs to this job's channel and say what it is.
 
     Refuses (``CodecError``) a rumor that is not kind 14, does not carry exactly one
     ``["e", job]`` for *this* job, is not addressed to ``recipient``, or has an unknown or
-    malformed ``cdvm`` tag.
+    malformed ``cdvm`` tag. With ``allow_plain``, a rumor with no ``e`` and no ``cdvm`` tag is
+    a plain NIP-17 input or ``/end`` (``plain=True``; see the module docstring).
     """
     if rumor.kind != CHAT_KIND:
         raise CodecError(f"kind {rumor.kind} is not a chat message (14)")
     e_tag = _one(rumor, "e")
-    if e_tag is None or len(e_tag) < 2 or e_tag[1] != job:
+    plain = allow_plain and e_tag is None and _one(rumor, CDVM_TAG) is None
+    if not plain and (e_tag is None or len(e_tag) < 2 or e_tag[1] != job):
         raise CodecError("the rumor does not name this job in its 'e' tag")
     if recipient.hex() not in [t[1] for t in rumor.tags if t[0] == "p" and len(t) > 1]:
         raise CodecError("the rumor is not addressed to us")
@@ -235,6 +248,7 @@ def parse_channel_rumor(rumor: UnsignedEvent, *, job: str, recipient: PublicKey)
             state=state,
             reason=reason,
             chunked=chunked,
+            plain=plain,
         )
 
     if cdvm is None:

@@ -9,6 +9,9 @@ can read it (``/proc/PID/cmdline``): ``--prompt TEXT`` still works and says so o
 ``chat`` reads one message per line from stdin until ``/end`` or end of input.
 ``--keep-result-readable`` asks for the stored result to be encrypted to U rather than to the
 per-job session key, which is wiped after the job (docs/protocol.md §6).
+``submit --chat-in-client --key FILE`` verifies only and prints the container's npub and DM
+relays, for a chat from a standard NIP-17 client with the user's own key
+(:mod:`dvm.cli.chat_in_client`, docs/standard-clients.md).
 
 Progress goes to stderr step by step (request published, container launched, evidence verified
 with what was checked, input sent, answer, container destroyed); ``--json`` keeps stderr quiet
@@ -49,6 +52,7 @@ from dvm.nostr.nip59 import GIFT_WRAP_KIND, WRAP_KIND_EPHEMERAL
 from dvm.nostr.nip90 import FeedbackStatus, TeeKind
 from dvm.relay import RelayError
 
+from .chat_in_client import run_chat_in_client
 from .pinning import add_pin_arguments, pins_from_args, with_references
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "register"]
@@ -150,6 +154,9 @@ def _run(args: argparse.Namespace, body: str) -> int:
         options = _options(args)
         options = asyncio.run(with_references(options, command=body, quiet=args.json))
         identity = _identity(args.key)
+        if body == "submit" and args.chat_in_client:
+            _out(asyncio.run(run_chat_in_client(options, identity, as_json=args.json)))
+            return EXIT_OK
         if body == "submit":
             return asyncio.run(_submit(args, options, identity))
         return asyncio.run(_chat(args, options, identity))
@@ -320,6 +327,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--prompt",
         metavar="TEXT",
         help="the input text (visible to other local users in the process list: prefer stdin)",
+    )
+    source.add_argument(
+        "--chat-in-client",
+        action="store_true",
+        help=(
+            "verify only, then print the container's npub and DM relays: chat from any NIP-17 "
+            "client with your own key (needs --key; docs/standard-clients.md)"
+        ),
     )
     sub.set_defaults(func=lambda args: _run(args, "submit"))
 

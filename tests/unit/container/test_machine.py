@@ -35,6 +35,7 @@ from container.events import (
     ResultPublished,
     RunFailed,
     RunModel,
+    SendEnded,
     SendError,
     SendOutput,
     SendReady,
@@ -311,9 +312,9 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.just(PublishFailed()),
     st.just(ModelReady()),
     st.just(ModelFailed()),
-    st.builds(InputReceived, IDS),
-    st.builds(InputRefused, st.sampled_from(list(ChannelError))),
-    st.just(EndReceived()),
+    st.builds(InputReceived, IDS, st.booleans()),  # plain: a standard NIP-17 peer
+    st.builds(InputRefused, st.sampled_from(list(ChannelError)), st.booleans()),
+    st.builds(EndReceived, st.booleans()),
     st.builds(OutputBatch, IDS, st.booleans()),
     st.builds(RunFailed, IDS, st.sampled_from(list(ChannelError))),
     st.just(ResultPublished()),
@@ -361,9 +362,10 @@ def check_run(machine: JobMachine, events: list[Event]) -> None:
                     assert model_ready or isinstance(event, ModelReady)
                     running = input_id
                     seqs[input_id] = 0
-                case SendOutput(input_id=input_id, seq=seq, final=final):
+                case SendOutput(input_id=input_id, seq=seq, final=final, plain=plain):
                     assert input_id == running
                     assert seq == seqs[input_id]
+                    assert final or not plain, "a plain peer never gets a partial"
                     seqs[input_id] += 1
                     if final:
                         running = None
@@ -376,6 +378,8 @@ def check_run(machine: JobMachine, events: list[Event]) -> None:
                 case PublishResult():
                     results += 1
                     assert published
+                case SendEnded():
+                    assert actions[actions.index(action) + 1] == PublishResult()
                 case Destroy() as destroy:
                     destroys.append(destroy)
         if isinstance(event, ModelReady):
