@@ -428,7 +428,8 @@ async def test_64_impostors_published_before_the_genuine_one_do_not_stop_the_sou
     async with RelayPool([relay.url], secret_key=PROVIDER, backoff=FAST) as pool:
         # the default verification budget (a burst of 16, then 4 per second)
         source = RelayStatusSource(pool, image=IMAGE, trust=trust_of(simulated_chain))
-        lines = [line async for line in source.status_lines(launch)]
+        async with asyncio.timeout(60):  # 64 impostors at 4 evidence checks/s, then C's line
+            lines = [line async for line in source.status_lines(launch)]
     assert [(line.container, line.attestation) for line in lines] == [
         (container.public_key.hex(), valid.id)
     ]
@@ -456,7 +457,8 @@ async def test_each_event_is_examined_once_and_evidence_work_is_rate_bounded(
         source = RelayStatusSource(
             pool, image=IMAGE, trust=trust_of(simulated_chain), verify_burst=1, verify_per_s=20.0
         )
-        lines = [line async for line in source.status_lines(launch)]
+        async with asyncio.timeout(60):  # the source ends after its one attested line
+            lines = [line async for line in source.status_lines(launch)]
     assert [line.container for line in lines] == [container.public_key.hex()]
     ignored = [r.getMessage() for r in caplog.records if "ignoring kind-7100" in r.getMessage()]
     for impostor in impostors:  # at most once each, whatever was dropped and re-sent
