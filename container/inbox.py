@@ -23,6 +23,8 @@ Every result except ``Ignored`` carries the wrap kind the requester used (1059 o
 container answers in the kind it last saw. Plain NIP-17 messages of the authorised sender (no
 ``e``, no ``cdvm`` tag: a standard client, docs/standard-clients.md) are accepted too, with
 ``plain=True`` on the result; a message of anyone else is still ``Ignored`` (the seal check).
+A plain message may be a NIP-17 reply to a message of this conversation: one the shell sent
+(:meth:`Inbox.note_sent`) or an input accepted earlier.
 Replays are dropped by wrap id and by rumor id (a replayed rumor re-wrapped by anyone holding
 it is still the same rumor). Memory is bounded:
 the replay sets keep the last ``seen_capacity`` ids, pending chunks at most
@@ -32,6 +34,7 @@ the replay sets keep the last ``seen_capacity`` ids, pending chunks at most
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dvm.cdvm.channel import ChannelError, MessageKind, parse_channel_rumor
@@ -93,6 +96,9 @@ class _Seen:
         self._capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
 
+    def __contains__(self, item: object) -> bool:
+        return item in self._ids
+
     def add(self, item: str) -> bool:
         """True if new."""
         if item in self._ids:
@@ -124,6 +130,7 @@ class Inbox:
         self._max_input_bytes = max_input_bytes
         self._wraps = _Seen(seen_capacity)
         self._rumors = _Seen(seen_capacity)
+        self._conversation = _Seen(seen_capacity)  # ids a plain peer may reply to (NIP-17 e)
         self._chunks = ChunkBuffer(max_pending_bytes=max_input_bytes)
         self._first_piece: dict[str, str] = {}  # digest -> rumor id of piece 0
 
@@ -135,6 +142,12 @@ class Inbox:
         self._first_piece.clear()
         self._wraps.clear()
         self._rumors.clear()
+        self._conversation.clear()
+
+    def note_sent(self, rumor_ids: Iterable[str]) -> None:
+        """Remember the rumors the container sent: a standard client may reply to them."""
+        for rumor_id in rumor_ids:
+            self._conversation.add(rumor_id)
 
     def receive(self, wrap: Event, *, now: int | None = None) -> Received:
         """One wrap's outcome; ``now`` (unix seconds) expires seals that carry an expiration."""
@@ -150,7 +163,11 @@ class Inbox:
             return Ignored(f"{where}: rumor replayed")
         try:
             message = parse_channel_rumor(
-                rumor, job=self._job, recipient=self._key.public_key, allow_plain=True
+                rumor,
+                job=self._job,
+                recipient=self._key.public_key,
+                allow_plain=True,
+                replies=self._conversation,
             )
         except NostrError as exc:
             return Ignored(f"{where}: {exc}")
@@ -164,6 +181,7 @@ class Inbox:
                 return Refused(ChannelError.TOO_LARGE, kind, plain)
             if not message.content:
                 return Refused(ChannelError.BAD_INPUT, kind, plain)
+            self._conversation.add(rumor.id)
             return Accepted(rumor.id, message.content, kind, plain)
         return self._piece(rumor.tags, message.content, rumor.id, kind)
 

@@ -321,16 +321,17 @@ class JobRuntime:
 
     async def _say(self, text: str, reply_to: str | None = None) -> None:
         """``text`` as plain kind-14 messages (a standard NIP-17 peer, container/plain.py)."""
-        await self._send(
-            plain_messages(
-                self._c_pub,
-                self._peer,
-                text,
-                created_at=self._now(),
-                reply_to=reply_to,
-                budget_bytes=self._budget_bytes(),
-            )
+        rumors = plain_messages(
+            self._c_pub,
+            self._peer,
+            text,
+            created_at=self._now(),
+            reply_to=reply_to,
+            budget_bytes=self._budget_bytes(),
         )
+        if self._inbox is not None:  # the peer's client may reply to them (NIP-17 e tag)
+            self._inbox.note_sent(r.id for r in rumors)
+        await self._send(rumors)
 
     async def _send_output(self, input_id: str, seq: int, *, final: bool, plain: bool) -> None:
         if plain:  # the whole answer in one message: the partial batches were never sent

@@ -28,12 +28,14 @@ Anything else from the peer is refused with :class:`CodecError` and ignored by t
 ``["p", C]``. With ``allow_plain=True`` (the container's reading), a rumor that carries neither
 an ``e`` tag nor a ``cdvm`` tag is an input (or ``/end``) with ``plain=True``: the job check the
 ``e`` tag makes adds nothing there, because C exists for this one job and the seal is checked
-against the one authorised key. A rumor with an ``e`` tag must still name this job.
+against the one authorised key. So is a NIP-17 *reply*, whose ``e`` tag names an earlier
+message of the conversation given in ``replies``. Any other ``e`` tag must name this job.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -208,19 +210,29 @@ def _one(rumor: UnsignedEvent, name: str) -> tuple[str, ...] | None:
 
 
 def parse_channel_rumor(
-    rumor: UnsignedEvent, *, job: str, recipient: PublicKey, allow_plain: bool = False
+    rumor: UnsignedEvent,
+    *,
+    job: str,
+    recipient: PublicKey,
+    allow_plain: bool = False,
+    replies: Container[str] = frozenset(),
 ) -> ChannelMessage:
     """Check a rumor belongs to this job's channel and say what it is.
 
     Refuses (``CodecError``) a rumor that is not kind 14, does not carry exactly one
     ``["e", job]`` for *this* job, is not addressed to ``recipient``, or has an unknown or
-    malformed ``cdvm`` tag. With ``allow_plain``, a rumor with no ``e`` and no ``cdvm`` tag is
-    a plain NIP-17 input or ``/end`` (``plain=True``; see the module docstring).
+    malformed ``cdvm`` tag. With ``allow_plain``, a rumor with no ``cdvm`` tag and either no
+    ``e`` tag or one naming an id in ``replies`` (a NIP-17 reply) is a plain NIP-17 input or
+    ``/end`` (``plain=True``; see the module docstring).
     """
     if rumor.kind != CHAT_KIND:
         raise CodecError(f"kind {rumor.kind} is not a chat message (14)")
     e_tag = _one(rumor, "e")
-    plain = allow_plain and e_tag is None and _one(rumor, CDVM_TAG) is None
+    plain = (
+        allow_plain
+        and _one(rumor, CDVM_TAG) is None
+        and (e_tag is None or (len(e_tag) > 1 and e_tag[1] != job and e_tag[1] in replies))
+    )
     if not plain and (e_tag is None or len(e_tag) < 2 or e_tag[1] != job):
         raise CodecError("the rumor does not name this job in its 'e' tag")
     if recipient.hex() not in [t[1] for t in rumor.tags if t[0] == "p" and len(t) > 1]:

@@ -6,8 +6,8 @@ stream partials) and a fake evidence provider built on the real simulated TEE. T
 our ``dvm.nostr`` to send plain kind-14 rumors (only ``["p", C]``: no ``e``, no ``cdvm`` tag) in
 1059 wraps, as Amethyst or nostr-sdk do. Checked: C's kind 10050 names the spec's relays and
 expires with the attestation; a stranger's plain message is ignored; each answer is ONE
-readable message replying to its input (never a partial, never empty); ``/end`` brings the
-"session ended" message, the result, and exit 0.
+readable message replying to its input (never a partial, never empty); a NIP-17 reply to an
+answer is an input too; ``/end`` brings the "session ended" message, the result, and exit 0.
 """
 
 from __future__ import annotations
@@ -116,10 +116,17 @@ def _spec(relay: RelayProcess, user: SecretKey, tmp_path: Path) -> JobSpec:
     )
 
 
-def _plain_wrap(sender: SecretKey, container: PublicKey, text: str) -> tuple[str, Event]:
-    """A standard client's message: a kind-14 rumor with only ``["p", C]``, in a 1059 wrap."""
+def _plain_wrap(
+    sender: SecretKey, container: PublicKey, text: str, reply_to: str | None = None
+) -> tuple[str, Event]:
+    """A standard client's message: a kind-14 rumor with ``["p", C]`` (and ``["e", id]`` when
+    it is a NIP-17 reply), in a 1059 wrap."""
     rumor = build_chat_rumor(
-        sender=sender.public_key, receivers=[container], content=text, created_at=int(time.time())
+        sender=sender.public_key,
+        receivers=[container],
+        content=text,
+        created_at=int(time.time()),
+        reply_to=reply_to,
     )
     ((_, wrap),) = gift_wraps(
         rumor,
@@ -173,7 +180,9 @@ def test_a_plain_nip17_peer_gets_one_readable_message_per_answer_and_an_end_noti
             asked: list[str] = []
             heard: list[UnsignedEvent] = []
             for text in ("hello", "silence", "/end"):
-                rumor_id, wrap = _plain_wrap(user, container, text)
+                # "silence" is the client's "reply" to the first answer (NIP-17 e tag)
+                reply_to = heard[0].id if text == "silence" else None
+                rumor_id, wrap = _plain_wrap(user, container, text, reply_to)
                 asked.append(rumor_id)
                 await pool.publish(wrap)
                 heard.append(nip59.unwrap(await _next(inbox), user).rumor)

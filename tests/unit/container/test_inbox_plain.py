@@ -48,12 +48,39 @@ def test_a_cdvm_input_is_not_plain() -> None:
     assert inbox().receive(wrap(rumor, kind=1059)) == Accepted(rumor.id, "hello", 1059)
 
 
-def test_an_e_tag_naming_anything_but_the_job_is_still_ignored() -> None:
-    # A NIP-17 reply (e = an earlier message) is not accepted: documented in
-    # docs/standard-clients.md ("send a new message rather than a reply").
+def test_an_e_tag_naming_no_message_of_the_conversation_is_ignored() -> None:
     got = inbox().receive(wrap(plain("hi", REQUESTER, ("e", "cd" * 32)), kind=1059))
     assert isinstance(got, Ignored)
     assert "job" in got.why
+
+
+def test_a_nip17_reply_to_a_message_the_container_sent_is_a_plain_input() -> None:
+    box = inbox()
+    box.note_sent(["cd" * 32])
+    rumor = plain("and then?", REQUESTER, ("e", "cd" * 32))
+    assert box.receive(wrap(rumor, kind=1059)) == Accepted(rumor.id, "and then?", 1059, True)
+
+
+def test_a_nip17_reply_to_an_earlier_input_is_a_plain_input() -> None:
+    box = inbox()
+    first = plain("one")
+    assert isinstance(box.receive(wrap(first, kind=1059)), Accepted)
+    reply = plain("two", REQUESTER, ("e", first.id))
+    assert box.receive(wrap(reply, kind=1059)) == Accepted(reply.id, "two", 1059, True)
+
+
+def test_a_reply_from_anyone_else_is_still_ignored() -> None:
+    box = inbox()
+    box.note_sent(["cd" * 32])
+    stranger = plain("hi", STRANGER, ("e", "cd" * 32))
+    assert isinstance(box.receive(wrap(stranger, STRANGER, kind=1059)), Ignored)
+
+
+def test_clear_forgets_the_conversation() -> None:
+    box = inbox()
+    box.note_sent(["cd" * 32])
+    box.clear()
+    assert isinstance(box.receive(wrap(plain("x", REQUESTER, ("e", "cd" * 32)))), Ignored)
 
 
 def test_a_cdvm_tag_without_the_job_is_not_plain() -> None:

@@ -55,6 +55,25 @@ def test_what_is_still_refused_with_allow_plain(tags: tuple[tuple[str, ...], ...
         channel.parse_channel_rumor(rumor("x", *tags), job=JOB, recipient=CON, allow_plain=True)
 
 
+def test_a_reply_to_a_message_of_the_conversation_is_plain() -> None:
+    reply = rumor("more", ("e", OTHER_JOB))
+    msg = channel.parse_channel_rumor(
+        reply, job=JOB, recipient=CON, allow_plain=True, replies={OTHER_JOB}
+    )
+    assert msg.plain
+    assert msg.kind is MessageKind.INPUT
+    with pytest.raises(CodecError):  # only with allow_plain
+        channel.parse_channel_rumor(reply, job=JOB, recipient=CON, replies={OTHER_JOB})
+    with pytest.raises(CodecError):  # a cdvm tag is never plain
+        channel.parse_channel_rumor(
+            rumor("", ("e", OTHER_JOB), ("cdvm", "end")),
+            job=JOB,
+            recipient=CON,
+            allow_plain=True,
+            replies={OTHER_JOB},
+        )
+
+
 def test_a_plain_message_must_still_be_addressed_to_us() -> None:
     stray = UnsignedEvent(REQ.hex(), AT, 14, (("p", REQ.hex()),), "x")
     with pytest.raises(CodecError, match="not addressed"):
