@@ -7,13 +7,18 @@ these values must each be **pinned** before anything is sent:
 - the launch ``measurement`` (every kind);
 - the job ``image`` digest (``sev-snp`` and ``sev-snp+nvidia-h100``: Confidential Containers jobs
   run an image; a simulated job runs none);
-- the ``model`` file's sha256 (every kind).
+- the ``model`` file's sha256 (every kind);
+- the ``gpu`` measurement blocks (``sev-snp+nvidia-h100``: every GPU report must match expected
+  blocks and driver/VBIOS versions, which is also how the GPU's confidential-computing mode is
+  established; :mod:`dvm.client.gpu_pins`).
 
 A value is pinned when the requester named it explicitly (:class:`Pins` ``measurements``,
-``images``, ``model_sha256s``: the CLI's ``--measurement``, ``--trust-image``,
-``--model-sha256``) or when at least ``require_publishers`` distinct **trusted** publishers vouch
-for it in reference values (:mod:`dvm.cdvm.refs`, kind 37100) for this TEE kind; a measurement
-entry that names a product vouches only for reports of that product. References from keys not in
+``images``, ``model_sha256s``, ``gpu_measurements``: the CLI's ``--measurement``,
+``--trust-image``, ``--model-sha256``, ``--gpu-measurements``) or when at least
+``require_publishers`` distinct **trusted** publishers vouch for it in reference values
+(:mod:`dvm.cdvm.refs`, kind 37100) for this TEE kind; a measurement entry that names a product
+vouches only for reports of that product; a publisher vouches for the GPU measurements when every
+GPU report matches one of its ``gpu`` entries (blocks and versions). References from keys not in
 ``trusted_publishers`` are ignored, whoever put them in :class:`Pins`. The threshold counts
 publishers per value: two publishers must each state *this* measurement (or image, or model).
 
@@ -23,7 +28,8 @@ wins, so a publisher cannot be outvoted into a lower one. A measurement pinned b
 brings no floor (a note says so: the policy's ``min_tcb`` is the place for one).
 
 A value nobody pinned refuses the job, with the exact remedy (the flag with the value to pin
-after recomputing it, and ``cdvm trust add``), unless the requester named its kind in
+after recomputing it, and ``cdvm trust add``; for GPU measurements also every block that differs
+from each expectation that was compared), unless the requester named its kind in
 ``accept_unpinned`` (the CLI's loud ``--accept-unpinned``): then it is accepted and a warning
 says ``UNPINNED``.
 
@@ -40,17 +46,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from attestation.errors import AttestationError
+from attestation.nvidia.reference import ExpectedGpuMeasurements
+from attestation.nvidia.verify import VerifiedGpuReport
 from attestation.snp.abi import Product, TcbVersion
 from attestation.snp.validate import TcbFloor
 from dvm.cdvm.pod_contract import check_image_reference
 from dvm.cdvm.refs import PublishedReference
-from dvm.cdvm.tee import runs_in_confidential_containers
+from dvm.cdvm.tee import is_gpu_job, runs_in_confidential_containers
 from dvm.nostr.errors import NostrError
 from dvm.nostr.hex64 import is_hex64
 from dvm.nostr.keys import PublicKey
 from dvm.nostr.nip19 import encode_npub
 
 from .errors import OptionsError
+from .gpu_pins import match_gpus
 
 __all__ = [
     "FLAGS",
@@ -74,6 +83,7 @@ class PinKind(StrEnum):
     MEASUREMENT = "measurement"
     IMAGE = "image"
     MODEL = "model"
+    GPU = "gpu"
 
 
 #: The flag that pins each kind of value explicitly.
@@ -81,21 +91,29 @@ FLAGS = {
     PinKind.MEASUREMENT: "--measurement",
     PinKind.IMAGE: "--trust-image",
     PinKind.MODEL: "--model-sha256",
+    PinKind.GPU: "--gpu-measurements",
 }
 _LABEL = {
     PinKind.MEASUREMENT: "measurement",
     PinKind.IMAGE: "image",
     PinKind.MODEL: "model sha256",
+    PinKind.GPU: "GPU measurements",
 }
 _HOW = {
     PinKind.MEASUREMENT: "after recomputing it yourself (cdvm attest measure)",
     PinKind.IMAGE: "after checking the image's build (container/README.md)",
     PinKind.MODEL: "after hashing the model file you expect (sha256sum)",
+    PinKind.GPU: (
+        "FILE (the expected blocks as JSON, from driver and VBIOS RIMs you authenticated: "
+        "docs/attestation-nvidia.md)"
+    ),
 }
 
 
 def required_values(tee: str) -> tuple[PinKind, ...]:
     """The values a job of TEE kind ``tee`` must have pinned."""
+    if is_gpu_job(tee):
+        return (PinKind.MEASUREMENT, PinKind.IMAGE, PinKind.MODEL, PinKind.GPU)
     if runs_in_confidential_containers(tee):
         return (PinKind.MEASUREMENT, PinKind.IMAGE, PinKind.MODEL)
     return (PinKind.MEASUREMENT, PinKind.MODEL)
@@ -112,6 +130,7 @@ class Pins:
     measurements: frozenset[str] = frozenset()
     images: frozenset[str] = frozenset()
     model_sha256s: frozenset[str] = frozenset()
+    gpu_measurements: tuple[ExpectedGpuMeasurements, ...] = ()
     references: tuple[PublishedReference, ...] = ()
     trusted_publishers: frozenset[str] = frozenset()
     require_publishers: int = 1
@@ -136,6 +155,8 @@ class Pins:
                 raise OptionsError(
                     f"--model-sha256 {str(value)[:70]!r} is not 64 lowercase hex characters"
                 )
+        if not all(isinstance(e, ExpectedGpuMeasurements) for e in self.gpu_measurements):
+            raise OptionsError("--gpu-measurements must be expected GPU measurements")
         for publisher in self.trusted_publishers:
             try:
                 PublicKey.from_hex(publisher)
@@ -154,7 +175,8 @@ class Pins:
 class Observed:
     """What the verified evidence shows: the values to compare with the pins.
 
-    ``image`` is None for a TEE kind that runs no image (simulated).
+    ``image`` is None for a TEE kind that runs no image (simulated); ``gpus`` are the verified
+    GPU reports (``sev-snp+nvidia-h100``).
     """
 
     tee: str
@@ -163,6 +185,7 @@ class Observed:
     reported_tcb: TcbVersion
     model_sha256: str
     image: str | None
+    gpus: tuple[VerifiedGpuReport, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +283,13 @@ def _tcb_shortfalls(seen: TcbVersion, floor: TcbFloor) -> list[str]:
 
 
 def _refusal(
-    kind: PinKind, value: str, pins: Pins, publishers: tuple[str, ...], others: int
+    kind: PinKind,
+    value: str,
+    pins: Pins,
+    publishers: tuple[str, ...],
+    others: int,
+    *,
+    mismatches: tuple[str, ...] = (),
 ) -> str:
     label, flag = _LABEL[kind], FLAGS[kind]
     if publishers:
@@ -272,7 +301,7 @@ def _refusal(
     elif others:
         found = (
             f"the reference values of {others} trusted publisher(s) for this TEE name other "
-            f"{label} values"
+            + (label if kind is PinKind.GPU else f"{label} values")
         )
     elif pins.trusted_publishers:
         found = (
@@ -281,6 +310,13 @@ def _refusal(
         )
     else:
         found = "you trust no reference-value publisher"
+    if kind is PinKind.GPU:
+        differ = "".join(f"; {line}" for line in mismatches)
+        return (
+            f"{label} ({value}) are not pinned: {found}{differ}. Pin them with {flag} "
+            f"{_HOW[kind]}, or trust a publisher that vouches for them: cdvm trust add NPUB "
+            f"(to accept them unpinned, at your own risk: --accept-unpinned {kind.value})"
+        )
     return (
         f"{label} {value} is not pinned: {found}. Pin it with {flag} {value} {_HOW[kind]}, "
         f"or trust a publisher that vouches for it: cdvm trust add NPUB "
@@ -290,13 +326,17 @@ def _refusal(
 
 def _check_line(pin: ValuePin) -> str:
     label = _LABEL[pin.kind]
+    plural = pin.kind is PinKind.GPU
     parts = []
     if pin.by_flag:
-        parts.append(f"is pinned with {FLAGS[pin.kind]}")
+        parts.append(f"{'are' if plural else 'is'} pinned with {FLAGS[pin.kind]}")
     if pin.publishers:
         npubs = ", ".join(_npub(p) for p in pin.publishers)
         releases = ", ".join(pin.releases)
-        parts.append(f"matches reference values published by {npubs} (release {releases})")
+        parts.append(
+            f"{'match' if plural else 'matches'} reference values published by {npubs} "
+            f"(release {releases})"
+        )
     return f"{label} {' and '.join(parts)}: {pin.value}"
 
 
@@ -312,11 +352,17 @@ def match_pins(pins: Pins, observed: Observed) -> PinReport:
     checks: list[str] = []
     notes: list[str] = []
     for kind in required_values(observed.tee):
-        value = _value(kind, observed)
-        vouching = [r for r in usable if _vouches(r, kind, observed)]
-        publishers = tuple(sorted({r.publisher for r in vouching}))
-        releases = tuple(sorted({r.values.release for r in vouching}))
-        by_flag = value in _explicit(kind, pins)
+        mismatches: tuple[str, ...] = ()
+        if kind is PinKind.GPU:
+            gpu = match_gpus(observed.gpus, pins.gpu_measurements, usable)
+            value, by_flag, mismatches = gpu.value, gpu.by_flag, gpu.mismatches
+            publishers, releases = gpu.publishers, gpu.releases
+        else:
+            value = _value(kind, observed)
+            vouching = [r for r in usable if _vouches(r, kind, observed)]
+            publishers = tuple(sorted({r.publisher for r in vouching}))
+            releases = tuple(sorted({r.values.release for r in vouching}))
+            by_flag = value in _explicit(kind, pins)
         pinned = by_flag or len(publishers) >= pins.require_publishers
         accepted = not pinned and kind in pins.accept_unpinned
         pin = ValuePin(kind, value, by_flag, publishers, releases, pinned, accepted)
@@ -330,7 +376,7 @@ def match_pins(pins: Pins, observed: Observed) -> PinReport:
             )
         else:
             others = len({r.publisher for r in usable}) - len(publishers)
-            reasons.append(_refusal(kind, value, pins, publishers, others))
+            reasons.append(_refusal(kind, value, pins, publishers, others, mismatches=mismatches))
     floors = [
         (r, floor)
         for r in usable

@@ -27,7 +27,9 @@ the key we talk from, TEE kind, model name) and the container key C the provider
 
 The requester's own pins, checked here once the evidence verified (:mod:`dvm.client.pins`, fail
 closed, every TEE kind): the measurement, the image (Confidential Containers jobs; simulated jobs
-run none) and the model sha256 must each be pinned -- by ``pins`` (explicit values, or reference
+run none), the model sha256 and, for ``sev-snp+nvidia-h100`` jobs, the GPU measurement blocks of
+every verified GPU report (:mod:`dvm.client.gpu_pins`; a mismatch is listed block by block) must
+each be pinned -- by ``pins`` (explicit values, or reference
 values from trusted publishers, K of them) or ``trusted_images`` -- and the reported TCB must meet
 the minimum of every reference that vouched for the measurement. An unpinned value refuses the
 job (the reason names the flag and ``cdvm trust add``) unless its kind is in
@@ -52,7 +54,7 @@ from dvm.nostr.event import Event
 from dvm.nostr.nip90 import JobRequest
 
 from .errors import AttestationRefused
-from .pins import Observed, PinReport, Pins, ValuePin, match_pins
+from .pins import Observed, PinKind, PinReport, Pins, ValuePin, match_pins
 
 __all__ = ["CONFIDENTIAL_CONTAINER_TEES", "Verification", "expected_initdata", "verify_attestation"]
 
@@ -94,10 +96,15 @@ def expected_initdata(request: JobRequest, *, image: str) -> bytes:
 # reported TCB.
 _ANSWERED_BY_PINS = ("measurement not pinned", "claims.model.sha256 not compared")
 _ANSWERED_BY_FLOOR = ("no TCB floor", "no floor on REPORTED_TCB")
+# The verifier's "GPU measurements not compared" is false once the pins compared them.
+_ANSWERED_BY_GPU_PIN = ("GPU measurements not compared",)
 
 
 def _policy_notes(notes: Sequence[str], pinned: PinReport) -> tuple[str, ...]:
     answered = _ANSWERED_BY_PINS + (_ANSWERED_BY_FLOOR if pinned.tcb_floor_checked else ())
+    gpu = pinned.pin(PinKind.GPU)
+    if gpu is not None and gpu.pinned:
+        answered += _ANSWERED_BY_GPU_PIN
     return tuple(n for n in notes if not n.startswith(answered))
 
 
@@ -147,6 +154,7 @@ def verify_attestation(
         reported_tcb=snp.report.reported_tcb,
         model_sha256=att.claims.model.sha256,
         image=att.claims.runtime.image if runs_in_confidential_containers(request.tee) else None,
+        gpus=verified.gpus,
     )
     pinned = match_pins(
         dataclasses.replace(chosen, images=chosen.images | frozenset(trusted_images)), observed

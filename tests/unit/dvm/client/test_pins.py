@@ -1,6 +1,8 @@
 """dvm.client.pins: every value pinned or refused, by flag or by K trusted publishers, TCB floors.
 
-The references are real signed kind-37100 events (dvm.cdvm.refs) from keys minted here.
+The references are real signed kind-37100 events (dvm.cdvm.refs) from keys minted here; the GPU
+reports are a fake H100's (tests/unit/dvm/client/fake_gpu.py, minted here) through the real
+verifier.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from hypothesis import strategies as st
 from attestation.snp.abi import Product, TcbVersion
 from attestation.snp.validate import TcbFloor
 from dvm.cdvm.refs import (
+    GpuReference,
     LaunchInputs,
     LaunchMeasurement,
     ModelHash,
     PublishedReference,
     ReferenceValues,
+    RimRef,
     SourceRef,
     build_reference_event,
     parse_reference_event,
@@ -38,6 +42,8 @@ from dvm.client.pins import (
 from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub
 
+from .fake_gpu import DRIVER, VBIOS, mint_gpu
+
 ALICE, BOB, CAROL = (SecretKey(bytes([i]) * 32) for i in (0x11, 0x12, 0x13))
 MEAS = "aa" * 48
 OTHER_MEAS = "bb" * 48
@@ -46,6 +52,20 @@ IMAGE = "registry.example/cdvm/job@sha256:" + "ab" * 32
 TCB = TcbVersion(bl=10, tee=0, snp=23, ucode=84)
 INPUTS = LaunchInputs("01" * 32, "02" * 32, None, "04" * 32, 1)
 SOURCE = SourceRef("https://example.org/cdvm.git", "5" * 40)
+GPU_TEE = "sev-snp+nvidia-h100"
+A, B, C, D = (bytes([b]) * 48 for b in (0xA1, 0xB2, 0xC3, 0xD4))
+GPU_ENTRY = GpuReference(
+    "GH100",
+    DRIVER,
+    VBIOS,
+    ((1, (A.hex(),)), (2, (B.hex(), C.hex()))),
+    (RimRef("driver-rim"), RimRef("vbios-rim")),
+)
+FAKE_GPU = mint_gpu()
+GPU_NONCE = b"\x42" * 32
+GPU_OK = FAKE_GPU.verified(GPU_NONCE, {1: A, 2: C, 3: D})  # block 3 is not compared
+GPU_BAD = FAKE_GPU.verified(GPU_NONCE, {2: D, 3: D})  # block 1 absent, block 2 differs
+GPUS_SEEN = f"1 GPU(s): driver {DRIVER}, VBIOS {VBIOS}"
 
 
 def npub(key: SecretKey) -> str:
@@ -67,6 +87,7 @@ def reference(
     floor: TcbFloor | None = None,
     release: str = "r1",
     created_at: int = 1000,
+    gpu: tuple[GpuReference, ...] = (GPU_ENTRY,),
 ) -> PublishedReference:
     snp = tee != "simulated"
     entry_product = product or (Product.GENOA if snp else None)
@@ -89,6 +110,7 @@ def reference(
         models=(ModelHash("m", model),),
         recipe="recompute",
         source=SOURCE,
+        gpu=gpu if tee == GPU_TEE else (),
     )
     unsigned = build_reference_event(values, publisher=key.public_key, created_at=created_at)
     return parse_reference_event(unsigned.sign(key, aux_rand=bytes(32)))
@@ -102,6 +124,7 @@ def observed(tee: str = "simulated", **kw: Any) -> Observed:
         "reported_tcb": TCB,
         "model_sha256": MODEL,
         "image": IMAGE if tee != "simulated" else None,
+        "gpus": (GPU_OK,) if tee == GPU_TEE else (),
     }
     fields.update(kw)
     return Observed(**fields)
@@ -114,8 +137,8 @@ def trusting(*refs: PublishedReference, keys: tuple[SecretKey, ...] = (), **kw: 
 
 def test_required_values_per_tee() -> None:
     assert required_values("simulated") == (PinKind.MEASUREMENT, PinKind.MODEL)
-    for tee in ("sev-snp", "sev-snp+nvidia-h100"):
-        assert required_values(tee) == (PinKind.MEASUREMENT, PinKind.IMAGE, PinKind.MODEL)
+    assert required_values("sev-snp") == (PinKind.MEASUREMENT, PinKind.IMAGE, PinKind.MODEL)
+    assert required_values(GPU_TEE) == (*required_values("sev-snp"), PinKind.GPU)
 
 
 @pytest.mark.parametrize("tee", ["simulated", "sev-snp", "sev-snp+nvidia-h100"])
@@ -132,6 +155,10 @@ def test_no_pins_refuse_every_value_with_the_remedy(tee: str) -> None:
     assert any(f"--model-sha256 {MODEL}" in r for r in report.reasons)
     if tee != "simulated":
         assert any(f"--trust-image {IMAGE}" in r for r in report.reasons)
+    if tee == GPU_TEE:
+        assert report.reasons[-1].startswith(f"GPU measurements ({GPUS_SEEN}) are not pinned")
+        assert "--gpu-measurements FILE" in report.reasons[-1]
+        assert "--accept-unpinned gpu" in report.reasons[-1]
     assert report.checks == ()
 
 
@@ -154,7 +181,7 @@ def test_explicit_flags_pin_each_value(tee: str) -> None:
         assert report.notes == ()
 
 
-@pytest.mark.parametrize("kind", list(PinKind))
+@pytest.mark.parametrize("kind", [PinKind.MEASUREMENT, PinKind.IMAGE, PinKind.MODEL])
 def test_each_explicit_pin_is_needed(kind: PinKind) -> None:
     every = {"measurements": {MEAS}, "images": {IMAGE}, "model_sha256s": {MODEL}}
     field = {PinKind.MEASUREMENT: "measurements", PinKind.IMAGE: "images"}.get(
@@ -192,6 +219,11 @@ def test_a_trusted_publisher_pins_every_value_and_is_named(tee: str) -> None:
     if tee != "simulated":
         assert any(c.startswith("image matches reference values") for c in report.checks)
         assert any("meets the minimum Genoa TCB stated by" in c for c in report.checks)
+    if tee == GPU_TEE:
+        assert (
+            f"GPU measurements match reference values published by {npub(ALICE)} (release r1): "
+            f"{GPUS_SEEN}" in report.checks
+        )
 
 
 def test_flag_and_publisher_together() -> None:
@@ -236,8 +268,8 @@ def test_a_reference_for_another_tee_does_not_vouch() -> None:
     ref = reference(ALICE, tee="sev-snp")
     report = match_pins(trusting(ref), observed("simulated"))
     assert len(report.reasons) == 2
-    report = match_pins(trusting(ref), observed("sev-snp+nvidia-h100"))
-    assert len(report.reasons) == 3
+    report = match_pins(trusting(ref), observed(GPU_TEE))
+    assert len(report.reasons) == 4
 
 
 def test_a_measurement_for_another_product_does_not_vouch() -> None:
@@ -314,12 +346,16 @@ def test_simulated_reference_floor_is_checked_too() -> None:
     assert any("below the minimum Genoa TCB" in r for r in report.reasons)
 
 
+def _kind_of(reason: str) -> str:
+    return "gpu" if reason.startswith("GPU measurements") else reason.split(" ", 1)[0]
+
+
 @pytest.mark.parametrize(
-    "accepted", [set(c) for n in range(4) for c in itertools.combinations(list(PinKind), n)]
+    "accepted", [set(c) for n in range(5) for c in itertools.combinations(list(PinKind), n)]
 )
 def test_accept_unpinned_turns_a_refusal_into_a_loud_note(accepted: set[PinKind]) -> None:
-    report = match_pins(Pins(accept_unpinned=frozenset(accepted)), observed("sev-snp"))
-    refused = {r.split(" ", 1)[0] for r in report.reasons}
+    report = match_pins(Pins(accept_unpinned=frozenset(accepted)), observed(GPU_TEE))
+    refused = {_kind_of(r) for r in report.reasons}
     assert refused == {k.value for k in PinKind} - {k.value for k in accepted}
     assert len([n for n in report.notes if n.startswith("UNPINNED")]) == len(accepted)
     for pin in report.values:
@@ -457,3 +493,133 @@ def test_match_pins_agrees_with_the_rules(
     for pin in report.values:
         assert set(pin.publishers) <= trusted
         assert pin.pinned is (pin.kind not in refused and not pin.accepted_unpinned)
+
+
+# --- GPU measurements (sev-snp+nvidia-h100) ---------------------------------------------------
+
+EVERY_OTHER = {
+    "measurements": frozenset({MEAS}),
+    "images": frozenset({IMAGE}),
+    "model_sha256s": frozenset({MODEL}),
+}
+
+
+def test_gpu_measurements_pinned_by_flag() -> None:
+    pins = Pins(**EVERY_OTHER, gpu_measurements=(GPU_ENTRY.expected(),))
+    report = match_pins(pins, observed(GPU_TEE))
+    assert report.reasons == ()
+    pin = report.pin(PinKind.GPU)
+    assert pin is not None
+    assert (pin.by_flag, pin.publishers, pin.value) == (True, (), GPUS_SEEN)
+    assert f"GPU measurements are pinned with --gpu-measurements: {GPUS_SEEN}" in report.checks
+    # any one of several expectations will do, per GPU
+    other = dataclasses.replace(GPU_ENTRY.expected(), driver_version="545.00")
+    assert (
+        match_pins(
+            dataclasses.replace(pins, gpu_measurements=(other, GPU_ENTRY.expected())),
+            observed(GPU_TEE),
+        ).reasons
+        == ()
+    )
+
+
+def test_gpu_flag_mismatch_is_refused_block_by_block() -> None:
+    pins = Pins(**EVERY_OTHER, gpu_measurements=(GPU_ENTRY.expected(),))
+    report = match_pins(pins, observed(GPU_TEE, gpus=(GPU_BAD,)))
+    assert len(report.reasons) == 1
+    reason = report.reasons[0]
+    assert reason.startswith(
+        f"GPU measurements ({GPUS_SEEN}) are not pinned: you trust no reference-value publisher; "
+        "GPU 0 against --gpu-measurements (driver-rim, vbios-rim): measurement block 1: saw "
+        f"absent, wanted {A.hex()[:16]}…; measurement block 2: saw {D.hex()[:16]}…, wanted "
+        f"{B.hex()[:16]}… or {C.hex()[:16]}…. Pin them with --gpu-measurements FILE"
+    )
+    assert "cdvm trust add NPUB" in reason
+    assert "--accept-unpinned gpu" in reason
+    assert "block 3" not in reason  # a block no expectation names is not compared
+    # the versions are compared too
+    old = dataclasses.replace(GPU_ENTRY.expected(), vbios_version="96.00.5e.00.01")
+    reason = match_pins(Pins(**EVERY_OTHER, gpu_measurements=(old,)), observed(GPU_TEE)).reasons[0]
+    assert f"vbios_version: saw {VBIOS}, wanted 96.00.5e.00.01" in reason
+
+
+def test_gpu_measurements_pinned_by_a_publisher() -> None:
+    report = match_pins(trusting(reference(ALICE, tee=GPU_TEE)), observed(GPU_TEE))
+    assert report.reasons == ()
+    pin = report.pin(PinKind.GPU)
+    assert pin is not None
+    assert (pin.by_flag, pin.publishers, pin.releases) == (False, (hexkey(ALICE),), ("r1",))
+
+
+def test_a_publisher_whose_blocks_differ_is_named_with_the_blocks() -> None:
+    ref = reference(ALICE, tee=GPU_TEE)
+    report = match_pins(trusting(ref), observed(GPU_TEE, gpus=(GPU_BAD,)))
+    assert [_kind_of(r) for r in report.reasons] == ["gpu"]
+    reason = report.reasons[0]
+    assert "the reference values of 1 trusted publisher(s) for this TEE name other GPU " in reason
+    assert (
+        f"GPU 0 against {npub(ALICE)} (release r1, GH100): measurement block 1: saw absent"
+        in reason
+    )
+    assert "measurement block 2: saw" in reason
+
+
+def test_a_publisher_without_these_versions_says_so() -> None:
+    entry = dataclasses.replace(GPU_ENTRY, driver_version="545.00")
+    report = match_pins(trusting(reference(ALICE, tee=GPU_TEE, gpu=(entry,))), observed(GPU_TEE))
+    assert [_kind_of(r) for r in report.reasons] == ["gpu"]
+    assert (
+        f"GPU 0: {npub(ALICE)} (release r1) states no GPU measurements for driver {DRIVER}, "
+        f"VBIOS {VBIOS}" in report.reasons[0]
+    )
+
+
+@pytest.mark.parametrize(("k", "vouching", "ok"), [(1, 1, True), (2, 1, False), (2, 2, True)])
+def test_gpu_threshold_counts_publishers(k: int, vouching: int, ok: bool) -> None:
+    refs = [reference(key, tee=GPU_TEE) for key in (ALICE, BOB)[:vouching]]
+    disagreeing = reference(
+        CAROL, tee=GPU_TEE, gpu=(dataclasses.replace(GPU_ENTRY, blocks=((1, (D.hex(),)),)),)
+    )
+    pins = dataclasses.replace(trusting(*refs, disagreeing, require_publishers=k), **EVERY_OTHER)
+    report = match_pins(pins, observed(GPU_TEE))
+    assert (report.reasons == ()) is ok
+    pin = report.pin(PinKind.GPU)
+    assert pin is not None
+    assert len(pin.publishers) == vouching
+    if not ok:
+        assert f"{vouching} trusted publisher(s) vouch for it" in report.reasons[0]
+        assert npub(CAROL) in report.reasons[0]  # the one whose blocks differ is listed
+
+
+def test_every_gpu_must_match() -> None:
+    pins = Pins(**EVERY_OTHER, gpu_measurements=(GPU_ENTRY.expected(),))
+    report = match_pins(pins, observed(GPU_TEE, gpus=(GPU_OK, GPU_BAD)))
+    assert [_kind_of(r) for r in report.reasons] == ["gpu"]
+    assert "2 GPU(s)" in report.reasons[0]
+    assert "GPU 1 against --gpu-measurements" in report.reasons[0]
+    assert "GPU 0 against" not in report.reasons[0]
+    nothing = match_pins(pins, observed(GPU_TEE, gpus=()))
+    assert "(no GPU report) are not pinned" in nothing.reasons[0]
+    assert "the evidence carries no GPU report" in nothing.reasons[0]
+
+
+def test_gpu_accepted_unpinned_loudly() -> None:
+    pins = Pins(**EVERY_OTHER, accept_unpinned=frozenset({PinKind.GPU}))
+    report = match_pins(pins, observed(GPU_TEE, gpus=(GPU_BAD,)))
+    assert report.reasons == ()
+    assert (
+        f"UNPINNED GPU measurements accepted (--accept-unpinned gpu): nothing you chose vouches "
+        f"for {GPUS_SEEN}" in report.notes
+    )
+
+
+def test_non_gpu_jobs_have_no_gpu_pin() -> None:
+    pins = Pins(**EVERY_OTHER, gpu_measurements=(GPU_ENTRY.expected(),))
+    report = match_pins(pins, observed("sev-snp", gpus=(GPU_BAD,)))
+    assert report.reasons == ()
+    assert report.pin(PinKind.GPU) is None
+
+
+def test_gpu_flag_values_are_checked() -> None:
+    with pytest.raises(OptionsError, match="--gpu-measurements"):
+        Pins(gpu_measurements=({"1": "x"},))  # type: ignore[arg-type]
