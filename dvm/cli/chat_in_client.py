@@ -76,6 +76,7 @@ def _render(job: JobSession, relays: tuple[str, ...], user: PublicKey, *, as_jso
     lines = [
         f"container: {encode_npub(container)}",
         *(f"relay: {url}" for url in relays),
+        f"job: {job.job_id}",
         "",
         describe_verification(verification),
         "",
