@@ -1,16 +1,19 @@
 """The requester's pins on the command line: the flags of ``cdvm submit`` / ``cdvm chat``.
 
 Spec: DESIGN §3.5, ``docs/client.md`` ("Pins and reference values"). Fail closed: every job,
-simulated included, is refused unless its measurement, image (``sev-snp`` kinds) and model sha256
-are each pinned (:mod:`dvm.client.pins`). The flags:
+simulated included, is refused unless its measurement, image (``sev-snp`` kinds), model sha256
+and, for ``sev-snp+nvidia-h100``, GPU measurements are each pinned (:mod:`dvm.client.pins`). The
+flags:
 
 - ``--measurement HEX``, ``--model-sha256 HEX`` (repeatable; ``--trust-image`` is
   :mod:`dvm.cli.jobs`'), explicit values the requester computed itself;
+- ``--gpu-measurements FILE`` (repeatable): expected GPU measurement blocks as JSON
+  (:func:`dvm.cli.gpu_refs.load_gpu_measurements`), e.g. built from RIMs you authenticated;
 - ``--trust-config PATH``: the publishers trusted by ``cdvm trust add`` (default
   ``~/.config/cdvm/trust.toml``); their kind-37100 reference values are fetched from the job's
   relays before the request is published (:func:`with_references`);
 - ``--require-publishers K``: K distinct trusted publishers must vouch for a value;
-- ``--accept-unpinned measurement,image,model``: accept those values unpinned, with a warning
+- ``--accept-unpinned measurement,image,model,gpu``: accept those values unpinned, with a warning
   printed before anything is published and an ``UNPINNED`` note in the verification.
 """
 
@@ -24,6 +27,7 @@ from dvm.client import JobOptions, OptionsError
 from dvm.client.pins import PinKind, Pins
 from dvm.client.references import fetch_references
 
+from .gpu_refs import GpuFileError, load_gpu_measurements
 from .trust import DEFAULT_TRUST_FILE, TrustFileError, load_trusted, resolve
 
 __all__ = ["add_pin_arguments", "pins_from_args", "with_references"]
@@ -52,9 +56,14 @@ def pins_from_args(args: argparse.Namespace) -> Pins:
         raise OptionsError(f"--trust-config: {exc}") from None
     if args.require_publishers < 1:
         raise OptionsError("--require-publishers must be at least 1")
+    try:
+        gpu = tuple(load_gpu_measurements(path) for path in args.gpu_measurements)
+    except GpuFileError as exc:
+        raise OptionsError(str(exc)) from None
     return Pins(
         measurements=frozenset(m.strip().lower() for m in args.measurement),
         model_sha256s=frozenset(m.strip().lower() for m in args.model_sha256),
+        gpu_measurements=gpu,
         trusted_publishers=frozenset(key.hex() for key in trusted),
         require_publishers=args.require_publishers,
         accept_unpinned=_accept(args.accept_unpinned),
@@ -108,6 +117,13 @@ def add_pin_arguments(parser: argparse.ArgumentParser) -> None:
         help="pin the model file's sha256 (64 hex; repeatable)",
     )
     parser.add_argument(
+        "--gpu-measurements",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="GPU jobs: pin the expected GPU measurement blocks (JSON; repeatable)",
+    )
+    parser.add_argument(
         "--trust-config",
         metavar="PATH",
         help=f"trusted reference-value publishers (cdvm trust; default {DEFAULT_TRUST_FILE})",
@@ -124,5 +140,5 @@ def add_pin_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="LIST",
-        help="DANGEROUS: accept these values unpinned (measurement,image,model)",
+        help="DANGEROUS: accept these values unpinned (measurement,image,model,gpu)",
     )

@@ -13,7 +13,11 @@ launch measurements come from ``cdvm attest measure``:
 - otherwise each ``--measurement HEX:PRODUCT:VCPUS:VCPU_TYPE`` is one output of ``cdvm attest
   measure --ovmf ... --vcpus N --vcpu-type T`` for that product, and ``--ovmf``, ``--kernel``,
   ``--initrd``, ``--append`` and ``--guest-features`` are the inputs it was computed from: their
-  SHA-256 go into the event so anyone can check they recompute the same value.
+  SHA-256 go into the event so anyone can check they recompute the same value;
+- for ``--tee sev-snp+nvidia-h100`` also the GPU reference measurements, at least one of
+  ``--gpu-rims DRIVER_RIM VBIOS_RIM`` (NVIDIA's RIM files, reduced to expected blocks) or
+  ``--gpu-measurements FILE`` (expected blocks as JSON), each repeatable, for
+  ``--gpu-architecture`` (default ``GH100``): :mod:`dvm.cli.gpu_refs`.
 
 ``show`` prints the reference values on ``--relay`` (all publishers', or ``--publisher``'s only),
 newest per address, and the events it could not parse. Exit codes: 0 ok; 1 nothing accepted the
@@ -60,6 +64,7 @@ from dvm.nostr.nip19 import decode_nsec, encode_npub
 from dvm.nostr.nip90 import TeeKind
 from dvm.relay import RelayError, RelayPool
 
+from .gpu_refs import GpuFileError, gpu_entries, render_gpu
 from .trust import TrustFileError, parse_publisher
 
 __all__ = ["RefsUsageError", "build_values", "register", "render_reference"]
@@ -188,6 +193,16 @@ def build_values(args: argparse.Namespace) -> ReferenceValues:
             "SHA-256 in inputs"
         )
     commit = args.source_commit or _git_commit(root)
+    gpu_given = bool(args.gpu_rims or args.gpu_measurements)
+    if gpu_given != (tee == TeeKind.SEV_SNP_NVIDIA_H100.value):
+        raise RefsUsageError(
+            f"--tee {TeeKind.SEV_SNP_NVIDIA_H100.value} needs --gpu-rims DRIVER_RIM VBIOS_RIM or "
+            "--gpu-measurements FILE, and only it takes them"
+        )
+    try:
+        gpu = gpu_entries(args.gpu_rims, args.gpu_measurements, args.gpu_architecture)
+    except GpuFileError as exc:
+        raise RefsUsageError(str(exc)) from None
     return ReferenceValues(
         release=args.release or f"{tee}/{version}",
         tee=tee,
@@ -198,6 +213,7 @@ def build_values(args: argparse.Namespace) -> ReferenceValues:
         models=tuple(_model(s) for s in args.model),
         recipe=recipe,
         source=SourceRef(args.source_repo, commit.lower() if commit else None),
+        gpu=gpu,
     )
 
 
@@ -294,6 +310,7 @@ def render_reference(ref: PublishedReference) -> str:
         )
         lines.append(f"  minimum TCB {product.value}: {text}")
     lines += [f"  model {m.name} sha256 {m.sha256}" for m in v.models]
+    lines += render_gpu(v.gpu)
     lines.append(f"  recipe: {v.recipe}")
     lines.append(f"  source: {v.source.repository} @ {v.source.commit or '(no commit)'}")
     return "\n".join(lines)
@@ -386,6 +403,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     pub.add_argument(
         "--model", action="append", default=[], metavar="NAME=SHA256", help="model file vouched for"
+    )
+    pub.add_argument(
+        "--gpu-rims",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("DRIVER_RIM", "VBIOS_RIM"),
+        help="GPU releases: NVIDIA driver and VBIOS RIM files you authenticated (repeatable)",
+    )
+    pub.add_argument(
+        "--gpu-measurements",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="GPU releases: expected measurement blocks as JSON (docs/attestation-nvidia.md)",
+    )
+    pub.add_argument(
+        "--gpu-architecture", default="GH100", metavar="NAME", help="GPU the RIMs are for"
     )
     pub.add_argument("--release", help="release name, the 'd' tag (default TEE/RUNTIME_VERSION)")
     pub.add_argument("--runtime-version", help="runtime version (default: this installation's)")

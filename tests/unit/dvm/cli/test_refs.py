@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
+from attestation.nvidia.reference import expected_from_rims
+from attestation.nvidia.rim import parse_rim
 from attestation.simulated import measure_runtime
 from attestation.snp.abi import Product
 from attestation.snp.validate import TcbFloor
@@ -25,6 +28,9 @@ from dvm.nostr.nip19 import encode_npub, encode_nsec
 REPO = Path(__file__).resolve().parents[4]
 IMAGE = "registry.example/cdvm/job@sha256:" + "ab" * 32
 MODEL = "cd" * 32
+GPU_VECTORS = REPO / "tests" / "vectors" / "gpu" / "nvidia-hopper"
+DRIVER_RIM = GPU_VECTORS / "Driver_RIM_test_no_gpu.swidtag"
+VBIOS_RIM = GPU_VECTORS / "1010_0200_882_96005E0001_test_no_gpu.swidtag"
 
 
 def cdvm(*argv: str) -> int:
@@ -168,6 +174,7 @@ def _job_args(tmp_path: Path, *extra: str) -> argparse.Namespace:
         "trust_config": str(tmp_path / "trust.toml"),
         "require_publishers": 1,
         "accept_unpinned": [],
+        "gpu_measurements": [],
     }
     ns = argparse.Namespace(**defaults)
     for item in extra:
@@ -184,7 +191,7 @@ def test_pin_flags(tmp_path: Path) -> None:
             f"measurement={'AA' * 48}",
             f"model_sha256={MODEL}",
             "accept_unpinned=image, model",
-            "accept_unpinned=measurement",
+            "accept_unpinned=measurement,gpu",
             "require_publishers=2",
         )
     )
@@ -207,3 +214,122 @@ def test_pin_flags(tmp_path: Path) -> None:
     (tmp_path / "trust.toml").write_text("nope = 1\n")
     with pytest.raises(OptionsError, match="--trust-config"):
         pins_from_args(_job_args(tmp_path))
+
+
+# --- GPU reference measurements (sev-snp+nvidia-h100) -----------------------------------------
+
+
+def _gpu_publish(tmp_path: Path, key_file: Path, *extra: str) -> int:
+    inputs = []
+    for name in ("ovmf", "kernel"):
+        (tmp_path / name).write_bytes(name.encode())
+        inputs += [f"--{name}", str(tmp_path / name)]
+    return cdvm(
+        "refs", "publish", "--key", str(key_file), "--tee", "sev-snp+nvidia-h100",
+        "--measurement", f"{'aa' * 48}:Genoa:3:EPYC-Genoa", *inputs, "--append", "c",
+        "--image", IMAGE, "--min-tcb", "Genoa:snp=14", "--model", f"m={MODEL}",
+        "--source-repo", "r", "--source-commit", "5" * 40, "--runtime-version", "1.0",
+        "--out", str(tmp_path / "ref.json"), "--no-publish", *extra,
+    )  # fmt: skip
+
+
+def test_publish_gpu_release_from_nvidias_rims(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = _gpu_publish(tmp_path, key_file, "--gpu-rims", str(DRIVER_RIM), str(VBIOS_RIM))
+    assert code == 0, capsys.readouterr().err
+    values = parse_reference_event(published(tmp_path / "ref.json")).values
+    (entry,) = values.gpu
+    driver, vbios = parse_rim(DRIVER_RIM.read_bytes()), parse_rim(VBIOS_RIM.read_bytes())
+    assert entry.key == ("GH100", "545.00", "96.00.5e.00.01")
+    assert entry.expected() == expected_from_rims(driver, vbios)
+    assert [(r.id, r.sha256) for r in entry.rims] == [
+        (driver.tag_id, hashlib.sha256(DRIVER_RIM.read_bytes()).hexdigest()),
+        (vbios.tag_id, hashlib.sha256(VBIOS_RIM.read_bytes()).hexdigest()),
+    ]
+    text = capsys.readouterr().out
+    assert "GPU GH100 driver 545.00 VBIOS 96.00.5e.00.01: 33 measurement block(s)" in text
+    assert f"from RIM {driver.tag_id} sha256" in text
+
+
+def test_publish_gpu_release_from_a_json_file(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = {
+        "measurements": {"1": "AA" * 48, "7": ["bb" * 48, "cc" * 48]},
+        "driver_version": "550.90.07",
+        "vbios_version": "96.00.9F.00.01",
+        "sources": ["driver-rim-id", "vbios-rim-id"],
+    }
+    (tmp_path / "gpu.json").write_text(json.dumps(doc))
+    code = _gpu_publish(tmp_path, key_file, "--gpu-measurements", str(tmp_path / "gpu.json"))
+    assert code == 0, capsys.readouterr().err
+    (entry,) = parse_reference_event(published(tmp_path / "ref.json")).values.gpu
+    assert entry.key == ("GH100", "550.90.07", "96.00.9f.00.01")
+    assert entry.blocks == ((1, ("aa" * 48,)), (7, ("bb" * 48, "cc" * 48)))
+    assert [(r.id, r.sha256) for r in entry.rims] == [
+        ("driver-rim-id", None),
+        ("vbios-rim-id", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "doc", "message"),
+    [
+        ([], None, "needs --gpu-rims DRIVER_RIM VBIOS_RIM or --gpu-measurements FILE"),
+        (["--gpu-rims", "/nope", "/nope2"], None, "--gpu-rims /nope"),
+        (["--gpu-rims", str(DRIVER_RIM), str(DRIVER_RIM)], None, "active in the driver and"),
+        (["--gpu-rims", str(DRIVER_RIM), str(VBIOS_RIM), "--gpu-architecture", "GB100"], None,
+         "is a RIM for 'GH100', not --gpu-architecture GB100"),
+        (["--gpu-measurements", "{gpu}"], "not json", "--gpu-measurements"),
+        (["--gpu-measurements", "{gpu}"], {"measurements": {"1": "aa" * 48}, "sources": ["s"]},
+         "driver_version and vbios_version"),
+        (["--gpu-measurements", "{gpu}"],
+         {"measurements": {"1": "aa" * 48}, "driver_version": "1", "vbios_version": "2"},
+         "name the RIMs the values came from"),
+    ],
+)  # fmt: skip
+def test_publish_gpu_usage_errors_exit_2(
+    tmp_path: Path,
+    key_file: Path,
+    extra: list[str],
+    doc: object,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    assert _gpu_publish(tmp_path, key_file, *(e.format(gpu=gpu) for e in extra)) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_gpu_values_only_for_gpu_releases(
+    tmp_path: Path, key_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cdvm(
+        "refs", "publish", "--key", str(key_file), "--simulated", "--root", str(REPO),
+        "--model", f"identity={MODEL}", "--source-repo", "r", "--source-commit", "5" * 40,
+        "--out", str(tmp_path / "o.json"), "--no-publish",
+        "--gpu-rims", str(DRIVER_RIM), str(VBIOS_RIM),
+    )  # fmt: skip
+    assert code == 2
+    assert "and only it takes them" in capsys.readouterr().err
+
+
+def test_gpu_measurements_pin_flag(tmp_path: Path) -> None:
+    doc = {"measurements": {"3": "ab" * 48}, "driver_version": "550.90.07"}
+    (tmp_path / "gpu.json").write_text(json.dumps(doc))
+    pins = pins_from_args(_job_args(tmp_path, f"gpu_measurements={tmp_path / 'gpu.json'}"))
+    (expected,) = pins.gpu_measurements
+    assert dict(expected.blocks) == {3: (b"\xab" * 48,)}
+    assert expected.driver_version == "550.90.07"
+    assert expected.vbios_version is None
+    (tmp_path / "bad.json").write_text('{"measurements": {"0": "ab"}}')
+    (tmp_path / "big.json").write_bytes(b" " * (4 * 1024 * 1024 + 1))
+    for path, message in (
+        (tmp_path / "bad.json", "outside 1..254"),
+        (tmp_path / "no", "No such"),
+        (tmp_path / "big.json", "over 4194304 bytes"),
+    ):
+        with pytest.raises(OptionsError, match=message):
+            pins_from_args(_job_args(tmp_path, f"gpu_measurements={path}"))
