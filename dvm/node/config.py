@@ -18,7 +18,8 @@ file exists and matches its ``sha256`` (the container checks it again before loa
 Kubernetes the models are baked into the job image at ``/models/<name>``
 (container/Containerfile): the node announces name, runner and sha256 from the config and
 never needs the files. :func:`load_secret_key` reads the nsec. The ``[limits]`` table is
-:mod:`dvm.node.limits`, the ``[[models]]`` entries :mod:`dvm.node.models`; the typed key readers :mod:`dvm.node.config_fields`.
+:mod:`dvm.node.limits`, the ``[[models]]`` entries :mod:`dvm.node.models`; the typed key
+readers :mod:`dvm.node.config_fields`.
 """
 
 from __future__ import annotations
