@@ -170,3 +170,21 @@ def test_chat_in_client_needs_the_users_key_and_takes_no_input(tmp_path: Path) -
     )
     assert with_input.returncode == 2
     assert "not allowed with" in with_input.stderr
+
+
+def test_chat_in_client_fails_closed_and_prints_nothing_to_chat_with(
+    relay_factory: RelayFactory, node_factory: NodeFactory, onnx_model: Model, tmp_path: Path
+) -> None:
+    relay = relay_factory()
+    node = node_factory([relay], [onnx_model])
+    key_file = tmp_path / "u.nsec"
+    key_file.touch(mode=0o600)
+    key_file.write_text(nostr_sdk.Keys.generate().secret_key().to_bech32() + "\n")
+    args = job_args(node, [relay], ONNX_NAME, "--chat-in-client", "--key", str(key_file))
+    measurement = args.index("--measurement")
+    del args[measurement : measurement + 2]  # the measurement is not pinned: refuse
+    cli = run_cli("submit", *args)
+    assert cli.returncode == 1
+    assert "REFUSED" in cli.stderr
+    assert "measurement" in cli.stderr
+    assert cli.stdout == ""  # no npub, no relay: nothing a client could use
