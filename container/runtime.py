@@ -21,7 +21,7 @@ the one-time key C, the loaded runner and the scratch directory) plus one teardo
 see all of them. Splitting it would hand the key and the pool to a second object, which is the
 kind of copy this container exists to avoid; the pure parts already live elsewhere
 (:mod:`container.machine`, :mod:`container.inbox`, :mod:`container.outbox`,
-:mod:`container.streaming`).
+:mod:`container.plain`, :mod:`container.streaming`).
 """
 
 from __future__ import annotations
