@@ -7,8 +7,8 @@ of generation parameters that the node's admission and the container's runner bo
 ``tee`` (what each TEE kind implies: GPU, Confidential Containers, the evidence it needs),
 ``pod_contract`` (the per-job pod: workload, agent policy, initdata), ``agent_policy`` (the
 Rego rules of that policy), ``jobcheck`` (the one "this kind-7100 event attests this job"
-check, run by the node and by the requester), and ``refs`` / ``release`` (kind 37100: the
-reference values a publisher vouches for).
+check, run by the node and by the requester), and ``refs`` / ``release`` / ``release_gpu``
+(kind 37100: the reference values a publisher vouches for).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Both refuse to send anything unless the container's attestation verifies
 Inside: a pure job state machine (``machine.py``, its vocabulary ``events.py`` and its bookkeeping
 ``record.py``), the asyncio shell that performs its actions (``session.py`` over
 ``transport.py``), the channel reader (``reader.py``), the attestation check (``verify.py``)
-with the requester's pins (``pins.py``, pure; reference values fetched by ``references.py``),
-options, outcome and errors.
+with the requester's pins (``pins.py`` and ``gpu_pins.py``, pure; reference values fetched by
+``references.py``), options, outcome and errors.
 """
 
 from __future__ import annotations
