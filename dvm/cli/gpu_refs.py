@@ -19,6 +19,7 @@ Errors are :class:`GpuFileError` (one line, the file named, no file content).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,7 +35,13 @@ from dvm.cdvm.refs import GpuReference, RimRef
 from dvm.nostr.errors import CodecError, JsonError
 from dvm.nostr.strict_json import parse_json
 
-__all__ = ["GpuFileError", "gpu_entries", "load_gpu_measurements", "render_gpu"]
+__all__ = [
+    "GpuFileError",
+    "add_gpu_arguments",
+    "gpu_entries",
+    "load_gpu_measurements",
+    "render_gpu",
+]
 
 _MAX_FILE_BYTES = 4 * 1024 * 1024
 
@@ -118,3 +125,25 @@ def render_gpu(entries: Sequence[GpuReference]) -> list[str]:
         for rim in entry.rims:
             lines.append(f"    from RIM {rim.id}" + (f" sha256 {rim.sha256}" if rim.sha256 else ""))
     return lines
+
+
+def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--gpu-rims``, ``--gpu-measurements`` and ``--gpu-architecture`` to ``refs publish``."""
+    parser.add_argument(
+        "--gpu-rims",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("DRIVER_RIM", "VBIOS_RIM"),
+        help="GPU releases: NVIDIA driver and VBIOS RIM files you authenticated (repeatable)",
+    )
+    parser.add_argument(
+        "--gpu-measurements",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="GPU releases: expected measurement blocks as JSON (docs/attestation-nvidia.md)",
+    )
+    parser.add_argument(
+        "--gpu-architecture", default="GH100", metavar="NAME", help="GPU the RIMs are for"
+    )

@@ -64,7 +64,7 @@ from dvm.nostr.nip19 import decode_nsec, encode_npub
 from dvm.nostr.nip90 import TeeKind
 from dvm.relay import RelayError, RelayPool
 
-from .gpu_refs import GpuFileError, gpu_entries, render_gpu
+from .gpu_refs import GpuFileError, add_gpu_arguments, gpu_entries, render_gpu
 from .trust import TrustFileError, parse_publisher
 
 __all__ = ["RefsUsageError", "build_values", "register", "render_reference"]
@@ -404,24 +404,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pub.add_argument(
         "--model", action="append", default=[], metavar="NAME=SHA256", help="model file vouched for"
     )
-    pub.add_argument(
-        "--gpu-rims",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("DRIVER_RIM", "VBIOS_RIM"),
-        help="GPU releases: NVIDIA driver and VBIOS RIM files you authenticated (repeatable)",
-    )
-    pub.add_argument(
-        "--gpu-measurements",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="GPU releases: expected measurement blocks as JSON (docs/attestation-nvidia.md)",
-    )
-    pub.add_argument(
-        "--gpu-architecture", default="GH100", metavar="NAME", help="GPU the RIMs are for"
-    )
+    add_gpu_arguments(pub)
     pub.add_argument("--release", help="release name, the 'd' tag (default TEE/RUNTIME_VERSION)")
     pub.add_argument("--runtime-version", help="runtime version (default: this installation's)")
     pub.add_argument("--recipe", help="how to recompute the values (default: the cdvm commands)")

@@ -623,3 +623,62 @@ def test_non_gpu_jobs_have_no_gpu_pin() -> None:
 def test_gpu_flag_values_are_checked() -> None:
     with pytest.raises(OptionsError, match="--gpu-measurements"):
         Pins(gpu_measurements=({"1": "x"},))  # type: ignore[arg-type]
+
+
+# --- property: the GPU pin against a direct oracle ----------------------------------------------
+
+_GPU_VARIANTS = {
+    "good": GPU_ENTRY,
+    "other-blocks": dataclasses.replace(GPU_ENTRY, blocks=((1, (D.hex(),)),)),
+    "other-driver": dataclasses.replace(GPU_ENTRY, driver_version="545.00"),
+}
+_GPU_POOL = [
+    reference(key, tee=GPU_TEE, gpu=(entry,), release=f"gpu-{name}")
+    for key in (ALICE, BOB, CAROL)
+    for name, entry in _GPU_VARIANTS.items()
+]
+_FLAGS = {
+    "none": (),
+    "good": (GPU_ENTRY.expected(),),
+    "bad": (_GPU_VARIANTS["other-blocks"].expected(),),
+}
+_SEEN = {"ok": (GPU_OK,), "bad": (GPU_BAD,), "mixed": (GPU_OK, GPU_BAD), "none": ()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    refs=st.lists(st.sampled_from(_GPU_POOL), max_size=6, unique_by=lambda r: r.event.id),
+    trusted=st.sets(st.sampled_from(_KEYS)),
+    k=st.integers(1, 3),
+    flag=st.sampled_from(sorted(_FLAGS)),
+    seen=st.sampled_from(sorted(_SEEN)),
+    accept=st.booleans(),
+)
+def test_gpu_pin_agrees_with_the_rules(
+    refs: list[PublishedReference], trusted: set[str], k: int, flag: str, seen: str, accept: bool
+) -> None:
+    pins = Pins(
+        **EVERY_OTHER,
+        gpu_measurements=_FLAGS[flag],
+        references=tuple(refs),
+        trusted_publishers=frozenset(trusted),
+        require_publishers=k,
+        accept_unpinned=frozenset({PinKind.GPU}) if accept else frozenset(),
+    )
+    report = match_pins(pins, observed(GPU_TEE, gpus=_SEEN[seen]))
+    # only GPU_OK matches GPU_ENTRY; GPU_BAD matches nothing; every GPU must match
+    all_ok = seen == "ok"
+    vouching = {
+        r.publisher for r in refs if r.publisher in trusted and r.values.release == "gpu-good"
+    }
+    pinned = all_ok and (flag == "good" or len(vouching) >= k)
+    pin = report.pin(PinKind.GPU)
+    assert pin is not None
+    assert pin.pinned is pinned
+    assert set(pin.publishers) == (vouching if all_ok else set())
+    refused = [r for r in report.reasons if _kind_of(r) == "gpu"]
+    assert len(refused) == (0 if pinned or accept else 1)
+    assert [_kind_of(r) for r in report.reasons] == ["gpu"] * len(refused)  # others pinned
+    if refused and seen != "none" and flag == "bad":
+        assert "against --gpu-measurements" in refused[0]
+        assert "measurement block 1" in refused[0]
