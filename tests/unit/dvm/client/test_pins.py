@@ -497,7 +497,7 @@ def test_match_pins_agrees_with_the_rules(
 
 # --- GPU measurements (sev-snp+nvidia-h100) ---------------------------------------------------
 
-EVERY_OTHER = {
+EVERY_OTHER: dict[str, Any] = {
     "measurements": frozenset({MEAS}),
     "images": frozenset({IMAGE}),
     "model_sha256s": frozenset({MODEL}),
