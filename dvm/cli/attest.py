@@ -50,6 +50,8 @@ from dvm.cdvm.kind7100 import parse_attestation
 from dvm.nostr.errors import NostrError
 from dvm.nostr.event import Event
 
+from .paths import resolved
+
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_UNUSABLE", "RawReport", "read_input", "register"]
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
@@ -296,20 +298,32 @@ def register(subparsers: Any) -> None:
     sub = attest.add_subparsers(dest="attest_command", required=True)
 
     verify = sub.add_parser("verify", help="verify a report, an evidence bundle or a 7100 event")
-    verify.add_argument("input", help="report (binary or hex), bundle JSON or kind-7100 JSON")
-    verify.add_argument("--cert", action="append", default=[], help="VCEK/VLEK, ASK, ARK file")
-    verify.add_argument("--policy", help="policy TOML ([snp] table, docs/attestation-snp.md)")
+    verify.add_argument(
+        "input", type=resolved, help="report (binary or hex), bundle JSON or kind-7100 JSON"
+    )
+    verify.add_argument(
+        "--cert", action="append", default=[], type=resolved, help="VCEK/VLEK, ASK, ARK file"
+    )
+    verify.add_argument(
+        "--policy", type=resolved, help="policy TOML ([snp] table, docs/attestation-snp.md)"
+    )
     verify.add_argument("--now", help="verify as of this UNIX time (default: now)")
     verify.add_argument(
         "--trust-simulated",
         action="append",
         default=[],
+        type=resolved,
         metavar="ROOT.pem",
         help="trust this simulated ARK (simulated evidence is refused otherwise)",
     )
     verify.add_argument("--product", choices=sorted(_PRODUCTS), help="product of a v2 report")
     verify.add_argument(
-        "--crl", action="append", default=[], metavar="FILE", help="AMD CRL (DER/PEM) to require"
+        "--crl",
+        action="append",
+        default=[],
+        type=resolved,
+        metavar="FILE",
+        help="AMD CRL (DER/PEM) to require",
     )
     verify.add_argument("--crl-fetch", action="store_true", help="fetch AMD's CRL from KDS")
     verify.add_argument(
@@ -327,10 +341,12 @@ def register(subparsers: Any) -> None:
 
     measure = sub.add_parser("measure", help="print a reference MEASUREMENT (hex)")
     measure.add_argument("--simulated", action="store_true", help="the simulated runtime's")
-    measure.add_argument("--root", help="checkout or site-packages holding the runtime packages")
-    measure.add_argument("--ovmf", help="OVMF firmware file")
-    measure.add_argument("--kernel", help="kernel file")
-    measure.add_argument("--initrd", help="initrd file")
+    measure.add_argument(
+        "--root", type=resolved, help="checkout or site-packages holding the runtime packages"
+    )
+    measure.add_argument("--ovmf", type=resolved, help="OVMF firmware file")
+    measure.add_argument("--kernel", type=resolved, help="kernel file")
+    measure.add_argument("--initrd", type=resolved, help="initrd file")
     measure.add_argument("--append", help="kernel command line")
     measure.add_argument("--vcpus", type=int, help="number of vCPUs")
     measure.add_argument("--vcpu-type", help="QEMU vCPU type, e.g. EPYC-Milan, EPYC-Genoa")

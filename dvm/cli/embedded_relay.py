@@ -172,6 +172,9 @@ def run_foreground(
             f"cdvm relay: refusing to bind to {host}: the development relay is loopback-only\n"
         )
         return 2
+    # Absolute before anything: the child runs with cwd=data_dir, where a relative path would
+    # name another directory (issue 13: "No such file or directory: data/relay/...").
+    data_dir = data_dir.expanduser().absolute()
     settings = RelaySettings(host=host, port=port, data_dir=data_dir)
     config_path = write_config(settings)
     command = relay_command(config_path, "serve")

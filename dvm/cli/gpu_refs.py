@@ -35,6 +35,8 @@ from dvm.cdvm.refs import GpuReference, RimRef
 from dvm.nostr.errors import CodecError, JsonError
 from dvm.nostr.strict_json import parse_json
 
+from .paths import resolved
+
 __all__ = [
     "GpuFileError",
     "add_gpu_arguments",
@@ -134,6 +136,7 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         action="append",
         default=[],
+        type=resolved,
         metavar=("DRIVER_RIM", "VBIOS_RIM"),
         help="GPU releases: NVIDIA driver and VBIOS RIM files you authenticated (repeatable)",
     )
@@ -141,6 +144,7 @@ def add_gpu_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpu-measurements",
         action="append",
         default=[],
+        type=resolved,
         metavar="FILE",
         help="GPU releases: expected measurement blocks as JSON (docs/attestation-nvidia.md)",
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 from dvm.cli.attest import register as register_attest
 from dvm.cli.demo import register as register_demo
 from dvm.cli.jobs import register as register_job_commands
+from dvm.cli.paths import resolved
 from dvm.cli.refs import register as register_refs
 from dvm.cli.serve import register as register_serve
 from dvm.cli.trust import register as register_trust
@@ -57,14 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     keygen = sub.add_parser("keygen", help="write a new Nostr secret key (nsec) to a 0600 file")
-    keygen.add_argument("--out", required=True, help="file to write the nsec to")
+    keygen.add_argument("--out", required=True, type=resolved, help="file to write the nsec to")
     keygen.add_argument("--force", action="store_true", help="overwrite an existing file")
     keygen.set_defaults(func=_cmd_keygen)
 
     relay = sub.add_parser("relay", help="run the embedded development relay in the foreground")
     relay.add_argument("--port", type=int, default=7447, help="TCP port (default 7447)")
     relay.add_argument("--host", default="127.0.0.1", help="bind address (loopback by default)")
-    relay.add_argument("--data", default="./data/relay", help="directory for the relay database")
+    relay.add_argument(
+        "--data", default="./data/relay", type=resolved, help="directory for the relay database"
+    )
     relay.set_defaults(func=_cmd_relay)
 
     register_attest(sub)

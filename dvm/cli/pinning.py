@@ -28,6 +28,7 @@ from dvm.client.pins import PinKind, Pins
 from dvm.client.references import fetch_references
 
 from .gpu_refs import GpuFileError, load_gpu_measurements
+from .paths import resolved
 from .trust import DEFAULT_TRUST_FILE, TrustFileError, load_trusted, resolve
 
 __all__ = ["add_pin_arguments", "pins_from_args", "with_references"]
@@ -120,11 +121,13 @@ def add_pin_arguments(parser: argparse.ArgumentParser) -> None:
         "--gpu-measurements",
         action="append",
         default=[],
+        type=resolved,
         metavar="FILE",
         help="GPU jobs: pin the expected GPU measurement blocks (JSON; repeatable)",
     )
     parser.add_argument(
         "--trust-config",
+        type=resolved,
         metavar="PATH",
         help=f"trusted reference-value publishers (cdvm trust; default {DEFAULT_TRUST_FILE})",
     )

@@ -65,6 +65,7 @@ from dvm.nostr.nip90 import TeeKind
 from dvm.relay import RelayError, RelayPool
 
 from .gpu_refs import GpuFileError, add_gpu_arguments, gpu_entries, render_gpu
+from .paths import resolved
 from .trust import TrustFileError, parse_publisher
 
 __all__ = ["RefsUsageError", "build_values", "register", "render_reference"]
@@ -372,11 +373,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = refs.add_subparsers(dest="refs_command", required=True)
 
     pub = sub.add_parser("publish", help="sign and publish one release's reference values")
-    pub.add_argument("--key", required=True, metavar="FILE", help="publisher nsec file")
+    pub.add_argument(
+        "--key", required=True, type=resolved, metavar="FILE", help="publisher nsec file"
+    )
     pub.add_argument("--relay", action="append", default=[], metavar="URL", help="relay URL")
     pub.add_argument("--tee", choices=[t.value for t in TeeKind], help="TEE kind of the release")
     pub.add_argument("--simulated", action="store_true", help="measure the simulated runtime here")
-    pub.add_argument("--root", help="runtime root for --simulated (default: this installation)")
+    pub.add_argument(
+        "--root", type=resolved, help="runtime root for --simulated (default: this installation)"
+    )
     pub.add_argument(
         "--measurement",
         action="append",
@@ -384,9 +389,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="HEX:PRODUCT:VCPUS:VCPU_TYPE",
         help="a `cdvm attest measure` output and what it was computed for (repeatable)",
     )
-    pub.add_argument("--ovmf", metavar="FILE", help="the OVMF the measurements used")
-    pub.add_argument("--kernel", metavar="FILE", help="the guest kernel")
-    pub.add_argument("--initrd", metavar="FILE", help="the guest initrd")
+    pub.add_argument("--ovmf", type=resolved, metavar="FILE", help="the OVMF the measurements used")
+    pub.add_argument("--kernel", type=resolved, metavar="FILE", help="the guest kernel")
+    pub.add_argument("--initrd", type=resolved, metavar="FILE", help="the guest initrd")
     pub.add_argument("--append", metavar="CMDLINE", help="the guest kernel command line")
     pub.add_argument(
         "--guest-features", type=lambda v: int(v, 0), default=None, help="SEV features word"
@@ -412,7 +417,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pub.add_argument(
         "--source-commit", metavar="HEX", help="source commit (default: git HEAD of the root)"
     )
-    pub.add_argument("--out", metavar="FILE", help="also write the signed event JSON to FILE")
+    pub.add_argument(
+        "--out", type=resolved, metavar="FILE", help="also write the signed event JSON to FILE"
+    )
     pub.add_argument("--no-publish", action="store_true", help="only write --out")
     pub.add_argument("--timeout", type=float, default=10.0, metavar="S", help="relay OK wait")
     pub.set_defaults(func=_cmd_publish)

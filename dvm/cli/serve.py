@@ -44,6 +44,8 @@ from dvm.nostr.keys import SecretKey
 from dvm.nostr.nip19 import encode_npub
 from dvm.relay import RelayPool
 
+from .paths import resolved
+
 __all__ = ["StartedLauncher", "register", "run_serve", "started_launcher"]
 
 _log = logging.getLogger("dvm.serve")
@@ -168,7 +170,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def register(subparsers: Any) -> None:
     """Add ``serve`` to the ``cdvm`` subcommands (``subparsers`` of argparse)."""
     serve = subparsers.add_parser("serve", help="run the provider node (cdvm serve --config FILE)")
-    serve.add_argument("--config", required=True, help="provider config (TOML, docs/node.md)")
+    serve.add_argument(
+        "--config", required=True, type=resolved, help="provider config (TOML, docs/node.md)"
+    )
     serve.add_argument(
         "--log-level",
         default="info",

@@ -31,6 +31,8 @@ from dvm.nostr.errors import NostrError
 from dvm.nostr.keys import PublicKey
 from dvm.nostr.nip19 import decode_npub, encode_npub
 
+from .paths import resolved
+
 __all__ = [
     "DEFAULT_TRUST_FILE",
     "TrustFileError",
@@ -152,6 +154,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             cmd.add_argument("npub", metavar="NPUB", help="the publisher's npub")
         cmd.add_argument(
             "--config",
+            type=resolved,
             metavar="PATH",
             help=f"trust file (default {DEFAULT_TRUST_FILE}; relative to the working directory)",
         )
