@@ -53,6 +53,7 @@ from dvm.nostr.nip90 import FeedbackStatus, TeeKind
 from dvm.relay import RelayError
 
 from .chat_in_client import run_chat_in_client
+from .paths import resolved, resolved_or_stdin
 from .pinning import add_pin_arguments, pins_from_args, with_references
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "register"]
@@ -267,11 +268,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=TeeKind.SEV_SNP.value,
         help="required TEE (default sev-snp; simulated only when asked)",
     )
-    parser.add_argument("--policy", metavar="FILE", help="SEV-SNP policy (TOML, [snp] table)")
+    parser.add_argument(
+        "--policy", type=resolved, metavar="FILE", help="SEV-SNP policy (TOML, [snp] table)"
+    )
     parser.add_argument(
         "--trust-simulated",
         action="append",
         default=[],
+        type=resolved,
         metavar="ROOT.pem",
         help="trust this simulated ARK (SIMULATED: not confidential)",
     )
@@ -290,7 +294,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="JSON on stdout, no progress")
     parser.add_argument(
-        "--key", metavar="FILE", help="requester nsec file (default: a fresh throwaway key)"
+        "--key",
+        type=resolved,
+        metavar="FILE",
+        help="requester nsec file (default: a fresh throwaway key)",
     )
     parser.add_argument(
         "--keep-result-readable",
@@ -320,6 +327,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     source = sub.add_mutually_exclusive_group()
     source.add_argument(
         "--input",
+        type=resolved_or_stdin,
         metavar="FILE",
         help="read the input from FILE ('-': standard input, the default when it is not a tty)",
     )
