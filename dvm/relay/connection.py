@@ -167,9 +167,10 @@ class RelayConnection:
 
     async def _run(self) -> None:
         delays = backoff_delays(self._backoff, random=self._random)
+        waiting = False  # "waiting for relay" logged for the current streak of failures
         while not self._closing.is_set():
             if self._nip11_limits is None:
-                await self._fetch_nip11()
+                await self._fetch_nip11(quiet=waiting)
             try:
                 ws = await (
                     connect(
@@ -190,12 +191,17 @@ class RelayConnection:
                 )
             except (OSError, TimeoutError, WebSocketException) as exc:
                 self.last_error = type(exc).__name__
-                _log.info("relay %s: connect failed (%s)", self.url, self.last_error)
+                if not waiting:  # once per streak of failures; each retry at debug
+                    waiting = True
+                    _log.info("waiting for relay %s (%s)", self.url, self.last_error)
+                else:
+                    _log.debug("relay %s: connect failed (%s)", self.url, self.last_error)
                 if isinstance(exc, InvalidURI):
                     self._attempted.set()
                     return
             else:
                 delays = backoff_delays(self._backoff, random=self._random)
+                waiting = False
                 await self._serve(ws)
             self._attempted.set()
             if self._closing.is_set():
@@ -206,13 +212,19 @@ class RelayConnection:
                 async with asyncio.timeout(delay_s):
                     await self._closing.wait()
 
-    async def _fetch_nip11(self) -> None:
+    async def _fetch_nip11(self, *, quiet: bool = False) -> None:
         try:
             info = await fetch_relay_information(
                 self.url, timeout_s=self._connect_timeout_s, unix_path=self._unix_path
             )
         except Nip11Error as exc:
-            _log.info("relay %s: no NIP-11 document (%s)", self.url, exc)
+            # While waiting for a relay to come up, once per streak, as "waiting for relay".
+            _log.log(
+                logging.DEBUG if quiet else logging.INFO,
+                "relay %s: no NIP-11 document (%s)",
+                self.url,
+                exc,
+            )
             return
         self._nip11_limits = info.limits
         _log.debug("relay %s: NIP-11 limits %s", self.url, info.limits)

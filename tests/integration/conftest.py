@@ -151,7 +151,8 @@ RelayFactory = Callable[..., RelayProcess]
 
 @pytest.fixture
 def relay_factory(tmp_path: Path) -> Iterator[RelayFactory]:
-    """``make(max_event_size=..., authorised=(pubkey,...), profile=None)`` -> a started relay.
+    """``make(max_event_size=..., authorised=(pubkey,...), profile=None)`` -> a started relay
+    (``start=False``: not started yet; ``relay.start()`` later).
 
     ``authorised`` non-empty turns NIP-42 on: saving needs role ``w`` and querying role ``r``,
     both granted to those pubkeys only. ``profile`` is one of ``tests.relay_profiles.PROFILES``.
@@ -163,6 +164,7 @@ def relay_factory(tmp_path: Path) -> Iterator[RelayFactory]:
         max_event_size: int = 131072,
         authorised: tuple[str, ...] = (),
         profile: str | None = None,
+        start: bool = True,
     ) -> RelayProcess:
         if profile is not None and profile not in PROFILES:
             raise ValueError(f"unknown relay profile {profile!r}")
@@ -178,7 +180,8 @@ def relay_factory(tmp_path: Path) -> Iterator[RelayFactory]:
         )
         relay = RelayProcess(settings, authorised, profile)
         started.append(relay)
-        relay.start()
+        if start:  # start=False: the test starts it later (a relay that comes up late)
+            relay.start()
         return relay
 
     yield make
