@@ -65,6 +65,7 @@ from types import MappingProxyType
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "DESCRIPTIONS",
     "MODES",
     "PARAMS",
     "REQUEST_PARAMS",
@@ -203,6 +204,20 @@ PARAMS: Mapping[str, ParamRule] = MappingProxyType(
             ParamRule("n_ctx", Kind.INTEGER, Scope.DEFAULTS, _LLAMA, low=1, high=2**20),
             ParamRule("n_threads", Kind.INTEGER, Scope.DEFAULTS, _LLAMA, low=1, high=1024),
         )
+    }
+)
+#: One line per parameter for people (the NIP-89 announcement's ``nip90Params`` descriptions).
+DESCRIPTIONS: Mapping[str, str] = MappingProxyType(
+    {
+        "model": "the model to run: one of the names this provider serves",
+        "mode": "oneshot: one answer per job; chat: a conversation with the same container",
+        "max_tokens": "the most tokens generated per answer (above the provider's cap: refused)",
+        "temperature": "sampling temperature: 0 is greedy, higher is more varied",
+        "top_p": "nucleus sampling: keep the most likely tokens up to this probability mass",
+        "top_k": "keep only the k most likely tokens (0: all of them)",
+        "seed": "the sampling seed, for repeatable answers",
+        "n_ctx": "the model's context size in tokens (the provider's setting)",
+        "n_threads": "the CPU threads the model runs on (the provider's setting)",
     }
 )
 #: The names a request's ``param`` tags may carry.

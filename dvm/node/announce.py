@@ -7,7 +7,8 @@ NIP-09: https://github.com/nostr-protocol/nips/blob/master/09.md (kind 5, ``["a"
 
 Contract: pure builders of unsigned events (the caller signs with the node key P and supplies
 ``created_at``). The announcement's content carries ``name``, ``about``, both encryption
-flags, ``nip90Params`` (what :mod:`dvm.cdvm.params` accepts), ``tee`` and ``models`` (name,
+flags, ``nip90Params`` (what :mod:`dvm.cdvm.params` accepts, each entry with ``required``,
+``values`` and ``description`` as nostrdvm clients read them), ``tee`` and ``models`` (name,
 runner, sha256), one ``k`` tag per served job kind, and the node's proof-of-work policy as
 ``["pow", <min_pow_bits>, <bits required under load>, <refusals per minute that mean load>]``
 (NIP-13; docs/protocol.md "Proof of work"): a requester that reads it can mine enough work up
@@ -16,7 +17,7 @@ front, which matters under load, when refusals are not all answered.
 
 from __future__ import annotations
 
-from dvm.cdvm.params import MODES, PARAMS, REQUEST_PARAMS
+from dvm.cdvm.params import DESCRIPTIONS, MODES, PARAMS, REQUEST_PARAMS
 from dvm.nostr.event import UnsignedEvent
 from dvm.nostr.nip09 import build_deletion
 from dvm.nostr.nip89 import HANDLER_KIND, Handler, ModelInfo, build_handler, handler_address
@@ -37,15 +38,28 @@ POW_TAG = "pow"
 
 
 def _nip90_params(config: NodeConfig) -> dict[str, object]:
-    """What a request may set: the rows of :data:`dvm.cdvm.params.PARAMS` a request may carry."""
+    """What a request may set: the rows of :data:`dvm.cdvm.params.PARAMS` a request may carry.
+
+    Every entry has ``required`` (bool), ``values`` (the allowed values where they are a set:
+    ``model`` the served names, ``mode`` :data:`MODES`; ``[]`` for a number, as nostrdvm's own
+    announcements write a free value) and ``description`` (:data:`DESCRIPTIONS`): the shape
+    nostrdvm-based clients read (``params[name]["required"]``, ``params[name]["values"]``,
+    believethehype/nostrdvm ``nostr_dvm/bot.py``). Numbers add their range as ``min``/``max``,
+    ``mode`` its ``default``.
+    """
+
+    def entry(name: str, values: list[str], **extra: object) -> dict[str, object]:
+        required = name == "model"
+        return {"required": required, "values": values, "description": DESCRIPTIONS[name], **extra}
+
     announced: dict[str, object] = {
-        "model": {"required": True, "values": [m.name for m in config.models]},
-        "mode": {"required": False, "values": list(MODES), "default": "chat"},
-        "max_tokens": {"required": False, "max": config.limits.max_output_tokens},
+        "model": entry("model", [m.name for m in config.models]),
+        "mode": entry("mode", list(MODES), default="chat"),
+        "max_tokens": entry("max_tokens", [], min=1, max=config.limits.max_output_tokens),
     }
     for name, rule in PARAMS.items():
         if name not in announced and name in REQUEST_PARAMS:
-            announced[name] = {"required": False, "min": rule.low, "max": rule.high}
+            announced[name] = entry(name, [], min=rule.low, max=rule.high)
     return announced
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from dvm.cdvm.params import DESCRIPTIONS, PARAMS, REQUEST_PARAMS
 from dvm.node.announce import (
     RELAY_LIST_KIND,
     build_announcement,
@@ -50,15 +53,48 @@ def test_relay_list_and_withdrawal(config: NodeConfig) -> None:
 def test_nip90_params_are_the_request_rows_of_the_table(config: NodeConfig) -> None:
     event = build_announcement(config, author_hex=P.public_key.hex(), created_at=1)
     handler = parse_handler(event.sign(P, aux_rand=bytes(32)))
+
+    def entry(name: str, required: bool, values: list[str], **extra: object) -> dict[str, object]:
+        return {"required": required, "values": values, "description": DESCRIPTIONS[name], **extra}
+
     assert handler.nip90_params == {
-        "model": {"required": True, "values": ["tiny"]},
-        "mode": {"required": False, "values": ["oneshot", "chat"], "default": "chat"},
-        "max_tokens": {"required": False, "max": config.limits.max_output_tokens},
-        "temperature": {"required": False, "min": 0, "max": 2},
-        "top_p": {"required": False, "min": 0, "max": 1},
-        "top_k": {"required": False, "min": 0, "max": 1000},
-        "seed": {"required": False, "min": 0, "max": 2**31 - 1},
+        "model": entry("model", True, ["tiny"]),
+        "mode": entry("mode", False, ["oneshot", "chat"], default="chat"),
+        "max_tokens": entry("max_tokens", False, [], min=1, max=config.limits.max_output_tokens),
+        "temperature": entry("temperature", False, [], min=0, max=2),
+        "top_p": entry("top_p", False, [], min=0, max=1),
+        "top_k": entry("top_k", False, [], min=0, max=1000),
+        "seed": entry("seed", False, [], min=0, max=2**31 - 1),
     }
+
+
+def test_every_parameter_has_a_description() -> None:
+    assert set(DESCRIPTIONS) == set(PARAMS)
+    assert all(DESCRIPTIONS.values())
+
+
+def _nostrdvm_parameter_lines(content: str) -> str:
+    """nostrdvm's reading of ``nip90Params``, re-implemented (not copied) from
+    believethehype/nostrdvm ``nostr_dvm/bot.py`` (the bot's DVM info reply): for each announced
+    parameter it indexes ``params[name]['required']`` and ``params[name]['values']`` (a KeyError
+    there when a key is missing) and ``json.dumps`` the values."""
+    document = json.loads(content)
+    lines = ""
+    if document.get("nip90Params"):
+        params = document["nip90Params"]
+        for name in params:
+            lines += f"-{name}\nRequired: {params[name]['required']}\n"
+            lines += f"Possible Values: {json.dumps(params[name]['values'])}\n\n"
+    return lines
+
+
+def test_a_nostrdvm_client_reads_our_parameters(config: NodeConfig) -> None:
+    event = build_announcement(config, author_hex=P.public_key.hex(), created_at=1)
+    lines = _nostrdvm_parameter_lines(event.content)  # raised KeyError before issue 13
+    assert '-model\nRequired: True\nPossible Values: ["tiny"]' in lines
+    assert '-mode\nRequired: False\nPossible Values: ["oneshot", "chat"]' in lines
+    assert "-seed\nRequired: False\nPossible Values: []" in lines
+    assert lines.count("Required: ") == len(REQUEST_PARAMS)
 
 
 def test_announcement_states_the_proof_of_work_policy(config: NodeConfig) -> None:
