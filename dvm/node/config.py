@@ -44,7 +44,13 @@ from .config_fields import boolean, integer, resolve_path, table, text
 from .errors import ConfigError
 from .kubernetes.pod import KubernetesConfig, parse_kubernetes_config
 from .limits import LimitsConfig, parse_limits
-from .models import ModelConfig, check_model_files, parse_model, sha256_file
+from .models import (
+    ModelConfig,
+    check_model_files,
+    parse_model,
+    resolve_model_packages,
+    sha256_file,
+)
 
 __all__ = [
     "LauncherConfig",
@@ -301,8 +307,10 @@ def load_config(path: Path) -> NodeConfig:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     config = parse_config(data, base_dir=path.resolve().parent)
     _check_key_file(config.key_file)
-    if config.launcher.kind is LauncherKind.LOCAL:
-        check_model_files(config.models)  # under Kubernetes the files are in the job image
+    if config.launcher.kind is LauncherKind.LOCAL:  # under Kubernetes: in the job image
+        models = resolve_model_packages(config.models, config.data_dir)
+        config = dataclasses.replace(config, models=models)
+        check_model_files(config.models)
     return config
 
 
