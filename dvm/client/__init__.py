@@ -28,6 +28,7 @@ from .options import (
     ProgressListener,
     Step,
     Timeouts,
+    load_crl_policy,
     load_policy_file,
     trust_simulated_roots,
 )
@@ -36,7 +37,7 @@ from .pins import PinKind, Pins
 from .reader import Answers, ChannelReader
 from .references import fetch_references
 from .session import Chat, JobSession, submit
-from .verify import Verification, verify_attestation
+from .verify import Verification, default_crl_policy, verify_attestation
 
 __all__ = [
     "Answers",
@@ -58,8 +59,10 @@ __all__ = [
     "Step",
     "Timeouts",
     "Verification",
+    "default_crl_policy",
     "describe_verification",
     "fetch_references",
+    "load_crl_policy",
     "load_policy_file",
     "outcome_to_json",
     "submit",

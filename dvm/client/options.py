@@ -13,6 +13,9 @@ job image of ``sev-snp`` jobs: digest references ``registry/name@sha256:<64 hex>
 is a usage error). ``pins`` (:class:`~dvm.client.pins.Pins`) are the requester's pins of the
 measurement, image and model sha256 (explicit, or trusted publishers' reference values): the
 default pins nothing, so every job is refused until the requester chooses (fail closed).
+``crl`` is the revocation policy; None (the default) means the client's default for the TEE kind
+(:func:`dvm.client.verify.default_crl_policy`: a current AMD CRL is required for hardware kinds,
+fetched through the KDS cache); :func:`load_crl_policy` builds the CLI's choice.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 from typing import Protocol
 
 from attestation.errors import AttestationError
+from attestation.snp.crl import CrlMode, CrlPolicy, parse_crls
+from attestation.snp.kds import Fetcher
 from attestation.snp.validate import DEFAULT_POLICY, Policy, load_policy
 from attestation.verification import Trust
 from dvm.cdvm.pod_contract import check_image_reference
@@ -41,6 +46,7 @@ __all__ = [
     "ProgressListener",
     "Step",
     "Timeouts",
+    "load_crl_policy",
     "load_policy_file",
     "trust_simulated_roots",
 ]
@@ -118,6 +124,8 @@ class JobOptions:
     trusted_images: tuple[str, ...] = ()
     #: what the requester pinned (dvm.client.pins); the default pins nothing and refuses every job
     pins: Pins = field(default_factory=Pins)
+    #: revocation (AMD CRL); None: the default for the TEE kind (hardware: required, fetched)
+    crl: CrlPolicy | None = None
     progress: ProgressListener = _no_progress
 
     def __post_init__(self) -> None:
@@ -186,3 +194,27 @@ def load_policy_file(path: Path) -> Policy:
         raise OptionsError(f"cannot read policy {path}: {exc.strerror}") from None
     except (AttestationError, UnicodeDecodeError) as exc:
         raise OptionsError(f"policy {path}: {exc}") from None
+
+
+def load_crl_policy(
+    paths: Sequence[Path], *, accept_unavailable: bool, fetch: Fetcher | None = None
+) -> CrlPolicy | None:
+    """The CLI's revocation choice: ``--crl FILE`` (repeatable) and ``--crl-accept-unavailable``.
+
+    Files given: ``require`` exactly those CRLs (DER or PEM), nothing is fetched. Only
+    ``accept_unavailable``: fetch through ``fetch`` (the caller passes the KDS cache), and a
+    CRL that cannot be had is reported, not fatal. Neither: None, the client's default.
+    """
+    if not paths and not accept_unavailable:
+        return None
+    crls: list[bytes] = []
+    for path in paths:
+        try:
+            crls.append(path.read_bytes())
+            parse_crls(crls[-1])
+        except OSError as exc:
+            raise OptionsError(f"cannot read CRL {path}: {exc.strerror}") from None
+        except AttestationError as exc:
+            raise OptionsError(f"CRL {path}: {exc}") from None
+    mode = CrlMode.ACCEPT_UNAVAILABLE if accept_unavailable else CrlMode.REQUIRE
+    return CrlPolicy(mode, None if crls else fetch, tuple(crls))

@@ -210,6 +210,7 @@ class JobSession:
                 now=datetime.fromtimestamp(self._clock(), UTC),
                 trusted_images=opts.trusted_images,
                 pins=opts.pins,
+                crl=opts.crl,
             )
         except AttestationRefused as refused:
             return ev.VerificationRefused(refused)

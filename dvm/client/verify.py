@@ -35,6 +35,16 @@ the minimum of every reference that vouched for the measurement. An unpinned val
 job (the reason names the flag and ``cdvm trust add``) unless its kind is in
 ``pins.accept_unpinned`` (then an ``UNPINNED`` warning). Which flag or publisher pinned each
 value is in :attr:`Verification.checks` and :attr:`Verification.pins`.
+
+Revocation (issue 9, docs/attestation-snp.md "Revocation"): the library default is off; the
+client turns it on. ``crl=None`` means :func:`default_crl_policy` of the request's TEE kind:
+for every hardware kind, ``require`` a current AMD CRL signed by the ARK, fetched from AMD KDS
+through the on-disk cache (:func:`default_crl_fetcher`); the ASK and the VCEK must not be listed.
+A CRL that cannot be had (:class:`~attestation.errors.CrlUnavailable`), an invalid one or a
+listed key (:class:`~attestation.errors.Revoked`) refuses the job, with a line saying what the
+user can do. The caller may give CRL files instead (then nothing is fetched) or accept an
+unavailable CRL (``accept-unavailable``: the job goes on, the warnings say "revocation not
+checked"). Simulated evidence has no CRL: its result says "not applicable".
 """
 
 from __future__ import annotations
@@ -45,18 +55,27 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from attestation.evidence import SIMULATED_LABEL
+from attestation.snp.crl import CRL_OFF, CrlMode, CrlPolicy, CrlStatus
+from attestation.snp.kds import DEFAULT_CACHE_DIR, Fetcher, cached, fetch_https
 from attestation.snp.validate import Policy
 from attestation.verification import Trust
 from dvm.cdvm.jobcheck import ExpectedJob, check_claims, check_evidence, job_initdata
 from dvm.cdvm.kind7100 import Claims
 from dvm.cdvm.tee import CONFIDENTIAL_CONTAINER_TEES, runs_in_confidential_containers
 from dvm.nostr.event import Event
-from dvm.nostr.nip90 import JobRequest
+from dvm.nostr.nip90 import JobRequest, TeeKind
 
 from .errors import AttestationRefused
 from .pins import Observed, PinKind, PinReport, Pins, ValuePin, match_pins
 
-__all__ = ["CONFIDENTIAL_CONTAINER_TEES", "Verification", "expected_initdata", "verify_attestation"]
+__all__ = [
+    "CONFIDENTIAL_CONTAINER_TEES",
+    "Verification",
+    "default_crl_fetcher",
+    "default_crl_policy",
+    "expected_initdata",
+    "verify_attestation",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +119,46 @@ _ANSWERED_BY_FLOOR = ("no TCB floor", "no floor on REPORTED_TCB")
 _ANSWERED_BY_GPU_PIN = ("GPU measurements not compared",)
 
 
+def default_crl_fetcher() -> Fetcher:
+    """AMD KDS over HTTPS through ``~/.cache/cdvm/kds`` (a CRL is reused until its nextUpdate)."""
+    return cached(fetch_https, DEFAULT_CACHE_DIR.expanduser())
+
+
+def default_crl_policy(tee: str) -> CrlPolicy:
+    """The client's revocation policy when the caller chose none: ``require`` through
+    :func:`default_crl_fetcher` for every TEE kind but ``simulated`` (fail closed: a kind
+    nobody knows is treated as hardware); off for ``simulated``, whose root has no CRL."""
+    if tee == TeeKind.SIMULATED.value:
+        return CRL_OFF
+    return CrlPolicy(CrlMode.REQUIRE, default_crl_fetcher())
+
+
+# What the user can do about each revocation refusal (the verifier's line says what happened).
+_REVOCATION_REMEDY = {
+    "CrlUnavailable: ": (
+        "revocation: AMD's CRL could not be had, so a revoked ASK/VCEK cannot be excluded; "
+        "nothing was sent. Fetch the CRL named above where AMD KDS is reachable and pass it "
+        "with --crl FILE, or accept this job unchecked with --crl-accept-unavailable"
+    ),
+    "CrlInvalid: ": (
+        "revocation: the CRL is not AMD's current one for this ARK (issuer, signature or "
+        "thisUpdate..nextUpdate); nothing was sent. Get a fresh CRL from AMD KDS (--crl FILE)"
+    ),
+    "Revoked: ": (
+        "revocation: AMD revoked a key of this host's certificate chain; nothing was sent. "
+        "Do not use this provider's host: its platform keys are no longer vouched for by AMD"
+    ),
+}
+
+
+def _revocation_remedies(lines: Sequence[str]) -> list[str]:
+    return [
+        remedy
+        for prefix, remedy in _REVOCATION_REMEDY.items()
+        if any(line.startswith(prefix) for line in lines)
+    ]
+
+
 def _policy_notes(notes: Sequence[str], pinned: PinReport) -> tuple[str, ...]:
     answered = _ANSWERED_BY_PINS + (_ANSWERED_BY_FLOOR if pinned.tcb_floor_checked else ())
     gpu = pinned.pin(PinKind.GPU)
@@ -118,13 +177,18 @@ def verify_attestation(
     now: datetime,
     trusted_images: Sequence[str] = (),
     pins: Pins | None = None,
+    crl: CrlPolicy | None = None,
 ) -> Verification:
     """Verify ``event`` for ``request`` and the container key ``container``; see the module.
 
     ``pins`` (default: none, which refuses every job) are the requester's pins;
-    ``trusted_images`` (digest references) are added to its images.
+    ``trusted_images`` (digest references) are added to its images. ``crl`` is the revocation
+    policy (default: :func:`default_crl_policy` of the request's TEE kind, which fetches);
+    it replaces ``trust.crl``.
     """
     chosen = pins or Pins()
+    revocation = default_crl_policy(request.tee) if crl is None else crl
+    trust = dataclasses.replace(trust, crl=revocation)
     expected = ExpectedJob(
         job_id=request.id,
         provider=request.provider,
@@ -142,7 +206,7 @@ def verify_attestation(
     evidence = check_evidence(att, expected, trust=trust, policy=policy, now=now)
     if evidence.kind_mismatch is not None:
         reasons.append(evidence.kind_mismatch)
-    reasons += [*evidence.reasons, *evidence.errors]
+    reasons += [*evidence.reasons, *evidence.errors, *_revocation_remedies(evidence.errors)]
     verified = evidence.verified
     if reasons or verified is None:
         raise AttestationRefused(request.id, reasons, container=container)
@@ -174,6 +238,13 @@ def verify_attestation(
         "claims.job, claims.nonce and claims.provider equal our request; claims.pubkey equals C",
         f"TEE kind {verified.tee} as requested, model {att.claims.model.name!r} as requested",
     ]
+    revoked = snp.revocation
+    if revoked.status == CrlStatus.NOT_REVOKED:
+        until = revoked.next_update.isoformat() if revoked.next_update else "?"
+        checks.append(
+            f"revocation: ASK and {snp.signer.value} not listed on AMD's CRL ({revoked.source}, "
+            f"signed by the ARK, current until {until})"
+        )
     checks += pinned.checks
     if evidence.initdata is not None:
         checks.append(

@@ -27,6 +27,7 @@ from attestation.binding import host_data_for_initdata
 from attestation.errors import DeviceError
 from attestation.simulated import SimulatedTee
 from attestation.snp.abi import Product
+from attestation.snp.crl import CrlPolicy
 from attestation.snp.device import get_report, get_report_attestation_agent
 from attestation.snp.validate import DEFAULT_POLICY
 from attestation.verification import Trust
@@ -108,7 +109,9 @@ def _provider(agent: FakeAttestationAgent, tmp_path: Path) -> SnpProvider:
     )
 
 
-def _verify(job: Job, evidence: list[dict[str, object]], tee: SimulatedTee) -> Verification:
+def _verify(
+    job: Job, evidence: list[dict[str, object]], tee: SimulatedTee, crl: CrlPolicy
+) -> Verification:
     now = int(time.time())
     event = sign_attestation(
         job.container,
@@ -133,17 +136,18 @@ def _verify(job: Job, evidence: list[dict[str, object]], tee: SimulatedTee) -> V
             measurements=frozenset({tee.measurement.hex()}),
             model_sha256s=frozenset({MODEL_SHA256}),
         ),
+        crl=crl,  # an offline CRL minted for the test's ARK: nothing is fetched
     )
 
 
 def test_a_sev_snp_job_through_the_agent_verifies(
-    job: Job, agent: FakeAttestationAgent, tmp_path: Path
+    job: Job, agent: FakeAttestationAgent, agent_crl: CrlPolicy, tmp_path: Path
 ) -> None:
     binding = report_data(job.claims)
     evidence = _provider(agent, tmp_path).get_evidence(binding)
     assert agent.runtime_data_seen == [binding]  # 64 hex characters, taken as text
     assert [item["type"] for item in evidence] == ["sev-snp"]
-    verification = _verify(job, evidence, agent.tee)
+    verification = _verify(job, evidence, agent.tee, agent_crl)
     assert not verification.simulated
     assert verification.tee == "sev-snp"
     assert any(
@@ -151,9 +155,11 @@ def test_a_sev_snp_job_through_the_agent_verifies(
     )
 
 
-def _refused(job: Job, evidence: list[dict[str, object]], tee: SimulatedTee) -> tuple[str, ...]:
+def _refused(
+    job: Job, evidence: list[dict[str, object]], tee: SimulatedTee, crl: CrlPolicy
+) -> tuple[str, ...]:
     with pytest.raises(AttestationRefused) as caught:
-        _verify(job, evidence, tee)
+        _verify(job, evidence, tee, crl)
     return caught.value.reasons
 
 
@@ -169,32 +175,34 @@ def _binding_refused(reasons: tuple[str, ...]) -> bool:
 
 
 def test_evidence_for_tampered_runtime_data_is_refused(
-    job: Job, agent: FakeAttestationAgent, tmp_path: Path
+    job: Job, agent: FakeAttestationAgent, agent_crl: CrlPolicy, tmp_path: Path
 ) -> None:
     honest = report_data(job.claims)
     tampered = (b"0" if honest[:1] != b"0" else b"1") + honest[1:]
-    reasons = _refused(job, _evidence_for(agent, tmp_path, tampered), agent.tee)
+    reasons = _refused(job, _evidence_for(agent, tmp_path, tampered), agent.tee, agent_crl)
     assert _binding_refused(reasons), reasons
     assert len(reasons) == 1, reasons  # the chain, signature, HOST_DATA and claims all pass
 
 
 def test_evidence_for_a_shorter_runtime_data_is_refused(
-    job: Job, agent: FakeAttestationAgent, tmp_path: Path
+    job: Job, agent: FakeAttestationAgent, agent_crl: CrlPolicy, tmp_path: Path
 ) -> None:
     """The agent zero-pads: 32 of the 64 characters give another REPORT_DATA, not a prefix match."""
     padded = report_data(job.claims)[:32].ljust(64, b"\0")
     evidence = _evidence_for(agent, tmp_path, padded)
     assert agent.runtime_data_seen[-1] == report_data(job.claims)[:32]
-    reasons = _refused(job, evidence, agent.tee)
+    reasons = _refused(job, evidence, agent.tee, agent_crl)
     assert any("not the cdvm/1 form" in r for r in reasons), reasons
 
 
 def test_evidence_binding_another_key_is_refused(
-    job: Job, agent: FakeAttestationAgent, tmp_path: Path
+    job: Job, agent: FakeAttestationAgent, agent_crl: CrlPolicy, tmp_path: Path
 ) -> None:
     intruder = SecretKey.generate(secrets.token_bytes)
     theirs = dataclasses.replace(job.claims, pubkey=intruder.public_key.hex())
-    reasons = _refused(job, _evidence_for(agent, tmp_path, report_data(theirs)), agent.tee)
+    reasons = _refused(
+        job, _evidence_for(agent, tmp_path, report_data(theirs)), agent.tee, agent_crl
+    )
     assert _binding_refused(reasons), reasons
 
 
@@ -208,10 +216,16 @@ def test_evidence_binding_another_key_is_refused(
     ids=["nonce", "model", "image"],
 )
 def test_evidence_binding_other_claims_is_refused(
-    job: Job, agent: FakeAttestationAgent, tmp_path: Path, change: dict[str, object]
+    job: Job,
+    agent: FakeAttestationAgent,
+    agent_crl: CrlPolicy,
+    tmp_path: Path,
+    change: dict[str, object],
 ) -> None:
     other = dataclasses.replace(job.claims, **change)
-    reasons = _refused(job, _evidence_for(agent, tmp_path, report_data(other)), agent.tee)
+    reasons = _refused(
+        job, _evidence_for(agent, tmp_path, report_data(other)), agent.tee, agent_crl
+    )
     assert _binding_refused(reasons), reasons
 
 

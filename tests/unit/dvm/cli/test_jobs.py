@@ -8,11 +8,17 @@ end-to-end runs through real relays, a real node and a real container are in
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
+from attestation.snp.crl import CrlMode
 from dvm.cli import jobs
 from dvm.cli.main import main
 from dvm.client import ClientError, JobOptions
@@ -173,3 +179,73 @@ def test_keep_result_readable_asks_for_the_result_to_go_to_u(
     [(options, _)] = sent
     assert options.result_to_requester is True
     assert options.fresh_session is True  # the channel still uses a fresh, wiped S
+
+
+def _minted_crl(path: Path) -> Path:
+    """TEST ONLY: a DER CRL signed by a throwaway key (the CLI only reads it; the verifier,
+    tested in tests/unit/dvm/client/test_verify_revocation.py, checks it against the ARK)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ARK-Genoa")]))
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=7))
+        .sign(key, hashes.SHA384())
+    )
+    path.write_bytes(crl.public_bytes(serialization.Encoding.DER))
+    return path
+
+
+def test_revocation_is_left_to_the_client_default_without_flags(
+    sent: list[tuple[JobOptions, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stdin(monkeypatch, b"x", tty=False)
+    assert _run([*BASE, "--tee", "sev-snp"]) == 1
+    [(options, _)] = sent
+    assert options.crl is None  # dvm.client.verify.default_crl_policy: required, fetched
+
+
+def test_crl_files_are_required_and_nothing_is_fetched(
+    sent: list[tuple[JobOptions, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _stdin(monkeypatch, b"x", tty=False)
+    first, second = _minted_crl(tmp_path / "a.crl"), _minted_crl(tmp_path / "b.crl")
+    assert _run([*BASE, "--crl", str(first), "--crl", str(second)]) == 1
+    [(options, _)] = sent
+    assert options.crl is not None
+    assert options.crl.mode is CrlMode.REQUIRE
+    assert options.crl.fetch is None
+    assert options.crl.crls == (first.read_bytes(), second.read_bytes())
+
+
+def test_crl_accept_unavailable_fetches_and_accepts_a_missing_crl(
+    sent: list[tuple[JobOptions, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def kds(url: str) -> bytes:
+        raise AssertionError(f"the CLI must not fetch {url} itself")
+
+    monkeypatch.setattr(jobs, "default_crl_fetcher", lambda: kds)
+    _stdin(monkeypatch, b"x", tty=False)
+    assert _run([*BASE, "--crl-accept-unavailable"]) == 1
+    [(options, _)] = sent
+    assert options.crl is not None
+    assert options.crl.mode is CrlMode.ACCEPT_UNAVAILABLE
+    assert options.crl.fetch is kds
+
+
+@pytest.mark.parametrize("content", [None, b"not a CRL"], ids=["missing", "garbage"])
+def test_an_unusable_crl_file_is_a_usage_error(
+    sent: list[tuple[JobOptions, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    content: bytes | None,
+) -> None:
+    path = tmp_path / "amd.crl"
+    if content is not None:
+        path.write_bytes(content)
+    _stdin(monkeypatch, b"x", tty=False)
+    assert _run([*BASE, "--crl", str(path)]) == 2
+    assert "CRL" in capsys.readouterr().err
+    assert sent == []

@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from attestation.errors import FetchError
 from attestation.simulated import SimulatedTee
 from attestation.simulated.chain import SIMULATED_TCB
 from attestation.snp.abi import Product
+from attestation.snp.crl import CrlMode, CrlPolicy
 from attestation.snp.validate import TcbFloor
 from attestation.verification import Trust
 from dvm.cdvm.refs import (
@@ -35,6 +38,7 @@ from dvm.client import (
     JobMode,
     JobOptions,
     JobSession,
+    ProgressListener,
     Step,
     Timeouts,
     submit,
@@ -55,6 +59,7 @@ from tests.integration.conftest import RelayProcess
 from tests.waiting import wait_for
 
 from .fake_provider import MODEL_SHA256, PINS, FakeProvider, Tamper
+from .minted_crl import crl_policy
 
 pytestmark = pytest.mark.relay
 
@@ -257,14 +262,21 @@ def _coco_trust(sim_tee: SimulatedTee) -> Trust:
 
 @pytest.mark.asyncio
 async def test_a_coco_job_checks_host_data_and_notes_an_image_accepted_unpinned(
-    relay: RelayProcess, sim_tee: SimulatedTee
+    relay: RelayProcess, sim_tee: SimulatedTee, crl: CrlPolicy
 ) -> None:
     steps: list[tuple[Step, str]] = []
     tamper = Tamper(coco_image=_IMAGE)
     pins = dataclasses.replace(PINS, accept_unpinned=frozenset({PinKind.IMAGE}))
     async with FakeProvider(relay.url, sim_tee, tamper=tamper) as provider:
         opts = _options(
-            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), steps=steps, pins=pins
+            relay,
+            provider,
+            None,
+            tee="sev-snp",
+            trust=_coco_trust(sim_tee),
+            crl=crl,
+            steps=steps,
+            pins=pins,
         )
         outcome = await submit(opts, "hello")
     assert outcome.answer == "echo: hello"
@@ -279,7 +291,7 @@ async def test_a_coco_job_checks_host_data_and_notes_an_image_accepted_unpinned(
 
 @pytest.mark.asyncio
 async def test_a_coco_job_outside_the_trusted_images_is_refused(
-    relay: RelayProcess, sim_tee: SimulatedTee
+    relay: RelayProcess, sim_tee: SimulatedTee, crl: CrlPolicy
 ) -> None:
     other = "registry.example/cdvm/job@sha256:" + "cd" * 32
     async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
@@ -289,6 +301,7 @@ async def test_a_coco_job_outside_the_trusted_images_is_refused(
             None,
             tee="sev-snp",
             trust=_coco_trust(sim_tee),
+            crl=crl,
             trusted_images=(other,),
         )
         with pytest.raises(AttestationRefused) as caught:
@@ -300,11 +313,11 @@ async def test_a_coco_job_outside_the_trusted_images_is_refused(
 
 @pytest.mark.asyncio
 async def test_a_coco_job_without_pins_is_refused_and_nothing_is_sent(
-    relay: RelayProcess, sim_tee: SimulatedTee
+    relay: RelayProcess, sim_tee: SimulatedTee, crl: CrlPolicy
 ) -> None:
     async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
         opts = _options(
-            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), pins=Pins()
+            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), crl=crl, pins=Pins()
         )
         with pytest.raises(AttestationRefused) as caught:
             await submit(opts, "secret input")
@@ -314,6 +327,52 @@ async def test_a_coco_job_without_pins_is_refused_and_nothing_is_sent(
     assert f"--trust-image {_IMAGE}" in image
     assert f"--model-sha256 {MODEL_SHA256}" in model
     assert all("cdvm trust add NPUB" in r for r in caught.value.reasons)
+
+
+@pytest.mark.asyncio
+async def test_a_coco_job_whose_vcek_is_revoked_is_refused_and_nothing_is_sent(
+    relay: RelayProcess, sim_tee: SimulatedTee, sim_ark_key: rsa.RSAPrivateKey
+) -> None:
+    revoked = crl_policy(sim_tee, sim_ark_key, [sim_tee.chain.vcek.serial_number])
+    pins = dataclasses.replace(PINS, images=frozenset({_IMAGE}))
+    async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
+        opts = _options(
+            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), crl=revoked, pins=pins
+        )
+        with pytest.raises(AttestationRefused) as caught:
+            await submit(opts, "secret input")
+        await _only_the_probe_reaches(provider)
+    assert any(r.startswith("Revoked: VCEK ") for r in caught.value.reasons), caught.value.reasons
+    assert any(r.startswith("revocation: AMD revoked a key") for r in caught.value.reasons)
+
+
+@pytest.mark.asyncio
+async def test_a_coco_job_with_an_unavailable_crl_goes_on_only_when_accepted(
+    relay: RelayProcess, sim_tee: SimulatedTee
+) -> None:
+    def unreachable(url: str) -> bytes:
+        raise FetchError(f"cannot reach {url}")
+
+    pins = dataclasses.replace(PINS, images=frozenset({_IMAGE}))
+    steps: list[tuple[Step, str]] = []
+    async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
+        accepted = CrlPolicy(CrlMode.ACCEPT_UNAVAILABLE, unreachable)
+        opts = _options(relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), pins=pins)
+        with pytest.raises(AttestationRefused) as caught:  # the default: require
+            await submit(
+                dataclasses.replace(opts, crl=CrlPolicy(CrlMode.REQUIRE, unreachable)), "x"
+            )
+        outcome = await submit(
+            dataclasses.replace(opts, crl=accepted, progress=_record(steps)), "hi"
+        )
+    assert any(r.startswith("CrlUnavailable: ") for r in caught.value.reasons)
+    assert outcome.answer == "echo: hi"
+    (verified,) = [detail for step, detail in steps if step is Step.VERIFIED]
+    assert "revocation not checked: the AMD CRL https://kdsintf.amd.com/vcek/v1/" in verified
+
+
+def _record(steps: list[tuple[Step, str]]) -> ProgressListener:
+    return lambda step, detail: steps.append((step, detail))
 
 
 def _reference(key: SecretKey, sim_tee: SimulatedTee, floor: TcbFloor) -> Event:
@@ -343,7 +402,7 @@ def _reference(key: SecretKey, sim_tee: SimulatedTee, floor: TcbFloor) -> Event:
 @pytest.mark.asyncio
 @pytest.mark.parametrize(("floor_snp", "ok"), [(SIMULATED_TCB.snp, True), (99, False)])
 async def test_a_coco_job_pinned_by_a_trusted_publishers_event_on_the_relay(
-    relay: RelayProcess, sim_tee: SimulatedTee, floor_snp: int, ok: bool
+    relay: RelayProcess, sim_tee: SimulatedTee, crl: CrlPolicy, floor_snp: int, ok: bool
 ) -> None:
     publisher = SecretKey.generate(secrets.token_bytes)
     stranger = SecretKey.generate(secrets.token_bytes)
@@ -358,7 +417,14 @@ async def test_a_coco_job_pinned_by_a_trusted_publishers_event_on_the_relay(
     steps: list[tuple[Step, str]] = []
     async with FakeProvider(relay.url, sim_tee, tamper=Tamper(coco_image=_IMAGE)) as provider:
         opts = _options(
-            relay, provider, None, tee="sev-snp", trust=_coco_trust(sim_tee), pins=pins, steps=steps
+            relay,
+            provider,
+            None,
+            tee="sev-snp",
+            trust=_coco_trust(sim_tee),
+            crl=crl,
+            pins=pins,
+            steps=steps,
         )
         if not ok:
             with pytest.raises(AttestationRefused) as caught:

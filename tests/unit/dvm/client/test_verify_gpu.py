@@ -23,6 +23,7 @@ from attestation.binding import gpu_nonce
 from attestation.evidence import EvidenceType
 from attestation.simulated import SimulatedTee
 from attestation.snp.abi import Product, parse_report
+from attestation.snp.crl import CrlPolicy
 from attestation.snp.validate import DEFAULT_POLICY, TcbFloor
 from attestation.verification import Trust
 from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
@@ -81,7 +82,12 @@ def _request() -> JobRequest:
 
 
 def _verify(
-    sim_tee: SimulatedTee, gpu: FakeGpu, pins: Pins, *, blocks: dict[int, bytes] = HONEST
+    sim_tee: SimulatedTee,
+    crl: CrlPolicy,
+    gpu: FakeGpu,
+    pins: Pins,
+    *,
+    blocks: dict[int, bytes] = HONEST,
 ) -> Verification:
     request = _request()
     container = SecretKey.generate(secrets.token_bytes)
@@ -124,6 +130,7 @@ def _verify(
         now=datetime.now(UTC),
         trusted_images=(IMAGE,),
         pins=pins,
+        crl=crl,
     )
 
 
@@ -162,9 +169,9 @@ def _publisher_pins(sim_tee: SimulatedTee) -> Pins:
 
 
 def test_matching_gpu_measurements_pinned_by_flag_are_accepted(
-    sim_tee: SimulatedTee, gpu: FakeGpu
+    sim_tee: SimulatedTee, crl: CrlPolicy, gpu: FakeGpu
 ) -> None:
-    verification = _verify(sim_tee, gpu, _pins(sim_tee, gpu_measurements=(ENTRY.expected(),)))
+    verification = _verify(sim_tee, crl, gpu, _pins(sim_tee, gpu_measurements=(ENTRY.expected(),)))
     assert verification.tee == "sev-snp+nvidia-gpu"  # what the evidence is
     assert (
         f"GPU measurements are pinned with --gpu-measurements: 1 GPU(s): driver {DRIVER}, "
@@ -176,9 +183,9 @@ def test_matching_gpu_measurements_pinned_by_flag_are_accepted(
 
 
 def test_matching_gpu_measurements_of_a_trusted_publisher_are_accepted(
-    sim_tee: SimulatedTee, gpu: FakeGpu
+    sim_tee: SimulatedTee, crl: CrlPolicy, gpu: FakeGpu
 ) -> None:
-    verification = _verify(sim_tee, gpu, _publisher_pins(sim_tee))
+    verification = _verify(sim_tee, crl, gpu, _publisher_pins(sim_tee))
     npub = encode_npub(PUBLISHER.public_key)
     assert any(
         c.startswith(f"GPU measurements match reference values published by {npub}")
@@ -189,7 +196,7 @@ def test_matching_gpu_measurements_of_a_trusted_publisher_are_accepted(
 
 @pytest.mark.parametrize("by", ["flag", "publisher"])
 def test_mismatching_gpu_blocks_are_refused_listing_each_block(
-    sim_tee: SimulatedTee, gpu: FakeGpu, by: str
+    sim_tee: SimulatedTee, crl: CrlPolicy, gpu: FakeGpu, by: str
 ) -> None:
     pins = (
         _pins(sim_tee, gpu_measurements=(ENTRY.expected(),))
@@ -198,7 +205,7 @@ def test_mismatching_gpu_blocks_are_refused_listing_each_block(
     )
     devtools = {1: A, 2: C}  # block 2 differs, block 3 is missing: not the measured CC config
     with pytest.raises(AttestationRefused) as caught:
-        _verify(sim_tee, gpu, pins, blocks=devtools)
+        _verify(sim_tee, crl, gpu, pins, blocks=devtools)
     reasons = caught.value.reasons
     assert len(reasons) == 1, reasons
     assert reasons[0].startswith("GPU measurements (1 GPU(s)")
@@ -208,14 +215,14 @@ def test_mismatching_gpu_blocks_are_refused_listing_each_block(
 
 
 def test_unpinned_gpu_measurements_refuse_unless_accepted_loudly(
-    sim_tee: SimulatedTee, gpu: FakeGpu
+    sim_tee: SimulatedTee, crl: CrlPolicy, gpu: FakeGpu
 ) -> None:
     with pytest.raises(AttestationRefused) as caught:
-        _verify(sim_tee, gpu, _pins(sim_tee))
+        _verify(sim_tee, crl, gpu, _pins(sim_tee))
     (reason,) = caught.value.reasons
     assert "--gpu-measurements FILE" in reason
     assert "cdvm trust add NPUB" in reason
-    loud = _verify(sim_tee, gpu, _pins(sim_tee, accept_unpinned=frozenset({PinKind.GPU})))
+    loud = _verify(sim_tee, crl, gpu, _pins(sim_tee, accept_unpinned=frozenset({PinKind.GPU})))
     assert any(w.startswith("UNPINNED GPU measurements accepted") for w in loud.warnings)
     # and the verifier's note stays: nothing established the GPU's CC mode
     assert any(w.startswith("GPU measurements not compared") for w in loud.warnings)

@@ -23,6 +23,7 @@ from attestation.evidence import EvidenceType
 from attestation.initdata import ANNOTATION, expected_host_data, parse_initdata
 from attestation.simulated import SimulatedTee
 from attestation.snp.abi import Product
+from attestation.snp.crl import CrlPolicy
 from attestation.snp.validate import DEFAULT_POLICY
 from attestation.verification import Trust
 from dvm.cdvm.kind7100 import Claims, ModelClaim, RuntimeClaim, build_attestation
@@ -106,14 +107,17 @@ def _attest(sim_tee: SimulatedTee, request: JobRequest, launch: Launch) -> tuple
     return unsigned.sign(container, aux_rand=secrets.token_bytes(32)), container.public_key.hex()
 
 
-def _trust(item_ark: bytes) -> Trust:
-    """TEST ONLY: the simulated ARK pinned as if it were AMD's Genoa root."""
-    return Trust(amd_arks={Product.GENOA: frozenset({hashlib.sha256(item_ark).hexdigest()})})
+def _trust(item_ark: bytes, crl: CrlPolicy) -> Trust:
+    """TEST ONLY: the simulated ARK pinned as if it were AMD's Genoa root; ``crl`` (an offline
+    CRL minted for that ARK) is what ``_verify`` passes as the client's revocation policy."""
+    return Trust(
+        amd_arks={Product.GENOA: frozenset({hashlib.sha256(item_ark).hexdigest()})}, crl=crl
+    )
 
 
 @pytest.fixture
-def trust(sim_tee: SimulatedTee) -> Trust:
-    return _trust(sim_tee.chain.der("ark"))
+def trust(sim_tee: SimulatedTee, crl: CrlPolicy) -> Trust:
+    return _trust(sim_tee.chain.der("ark"), crl)
 
 
 def _pins(sim_tee: SimulatedTee) -> Pins:
@@ -143,6 +147,7 @@ def _verify(
         now=datetime.now(UTC),
         trusted_images=trusted_images,
         pins=_pins(sim_tee),
+        crl=trust.crl,
     )
 
 
@@ -245,6 +250,7 @@ def test_a_bundle_carrying_this_jobs_initdata_is_accepted(
         now=datetime.now(UTC),
         trusted_images=(IMAGE,),
         pins=_pins(sim_tee),
+        crl=trust.crl,
     )
     assert any(c.startswith("HOST_DATA") for c in verification.checks)
 
