@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -55,6 +56,7 @@ from dvm.relay import RelayError
 from .chat_in_client import run_chat_in_client
 from .paths import resolved, resolved_or_stdin
 from .pinning import add_pin_arguments, pins_from_args, with_references
+from .waiting import WaitingLines
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_TIMEOUT", "EXIT_USAGE", "register"]
 
@@ -158,9 +160,13 @@ def _run(args: argparse.Namespace, body: str) -> int:
         if body == "submit" and args.chat_in_client:
             _out(asyncio.run(run_chat_in_client(options, identity, as_json=args.json)))
             return EXIT_OK
+        # What the job waits for, every few seconds on stderr (not in --json mode; waiting.py).
+        waiting = WaitingLines(options.progress, chat=body == "chat", write=_err)
+        if not args.json:
+            options = dataclasses.replace(options, progress=waiting.progress)
         if body == "submit":
-            return asyncio.run(_submit(args, options, identity))
-        return asyncio.run(_chat(args, options, identity))
+            return asyncio.run(waiting.around(_submit(args, options, identity), quiet=args.json))
+        return asyncio.run(waiting.around(_chat(args, options, identity), quiet=args.json))
     except OptionsError as exc:
         _err(f"cdvm {body}: {exc}")
         return EXIT_USAGE
