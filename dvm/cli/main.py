@@ -32,6 +32,8 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"cdvm keygen: {path} exists; pass --force to overwrite", file=sys.stderr)
         return 1
+    # A fresh clone has no data/: `cdvm keygen --out data/provider.nsec` creates it (0700).
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = SecretKey.generate(secrets.token_bytes)
     try:
         # Mode first: the file is 0600 before any byte of the key lands; never follow a symlink.
