@@ -46,6 +46,8 @@ from dvm.client import (
     submit,
     trust_simulated_roots,
 )
+from dvm.client.options import load_crl_policy
+from dvm.client.verify import default_crl_fetcher
 from dvm.nostr.errors import NostrError
 from dvm.nostr.keys import PublicKey, SecretKey
 from dvm.nostr.nip19 import decode_npub, decode_nsec
@@ -128,6 +130,11 @@ def _options(args: argparse.Namespace) -> JobOptions:
         trust=trust,
         trusted_images=tuple(args.trust_image),
         pins=pins_from_args(args),
+        crl=load_crl_policy(
+            [Path(p) for p in args.crl],
+            accept_unavailable=args.crl_accept_unavailable,
+            fetch=default_crl_fetcher(),
+        ),
         timeouts=Timeouts.uniform(args.timeout),
         wrap_kind=args.wrap_kind,
         result_to_requester=args.keep_result_readable,
@@ -293,6 +300,25 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help=(
             "sev-snp jobs: pin this job image, registry/name@sha256:<64 hex> "
             "(repeatable; tags refused; or a trusted publisher's reference values)"
+        ),
+    )
+    parser.add_argument(
+        "--crl",
+        action="append",
+        default=[],
+        type=resolved,
+        metavar="FILE",
+        help=(
+            "sev-snp jobs: check revocation against this AMD CRL (DER/PEM, repeatable; nothing "
+            "is fetched then). Default: AMD's CRL is fetched from KDS (cached) and required"
+        ),
+    )
+    parser.add_argument(
+        "--crl-accept-unavailable",
+        action="store_true",
+        help=(
+            "sev-snp jobs: if AMD's CRL cannot be had, go on WITHOUT a revocation check "
+            "(reported as 'revocation not checked')"
         ),
     )
     parser.add_argument(
