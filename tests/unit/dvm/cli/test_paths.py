@@ -9,6 +9,7 @@ the resolved path in their errors.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -97,11 +98,8 @@ def test_every_path_flag_of_the_parser_is_covered() -> None:
     assert ("relay", "data") in covered
 
 
-def _all_actions(parser: object) -> list[object]:
-    import argparse  # noqa: PLC0415
-
-    assert isinstance(parser, argparse.ArgumentParser)
-    found: list[object] = []
+def _all_actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    found: list[argparse.Action] = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
