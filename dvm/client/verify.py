@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from attestation.evidence import SIMULATED_LABEL
+from attestation.snp.abi import SigningKey
 from attestation.snp.crl import CRL_OFF, CrlMode, CrlPolicy, CrlStatus
 from attestation.snp.kds import DEFAULT_CACHE_DIR, Fetcher, cached, fetch_https
 from attestation.snp.validate import Policy
@@ -241,8 +242,9 @@ def verify_attestation(
     revoked = snp.revocation
     if revoked.status == CrlStatus.NOT_REVOKED:
         until = revoked.next_update.isoformat() if revoked.next_update else "?"
+        ca = "ASVK" if snp.signer == SigningKey.VLEK else "ASK"
         checks.append(
-            f"revocation: ASK and {snp.signer.value} not listed on AMD's CRL ({revoked.source}, "
+            f"revocation: {ca} and {snp.signer.value} not listed on AMD's CRL ({revoked.source}, "
             f"signed by the ARK, current until {until})"
         )
     checks += pinned.checks
