@@ -162,6 +162,11 @@ def _report(outcome: JobOutcome, *, as_json: bool) -> None:
 def _run(args: argparse.Namespace, body: str) -> int:
     try:
         options = _options(args)
+        if args.crl_accept_unavailable and not args.crl:
+            _err(
+                f"cdvm {body}: WARNING: --crl-accept-unavailable: if AMD's CRL cannot be fetched, "
+                "the job goes on without a revocation check (a revoked host key would go unnoticed)"
+            )
         options = asyncio.run(with_references(options, command=body, quiet=args.json))
         identity = _identity(args.key)
         if body == "submit" and args.chat_in_client:

@@ -220,7 +220,9 @@ def test_crl_files_are_required_and_nothing_is_fetched(
 
 
 def test_crl_accept_unavailable_fetches_and_accepts_a_missing_crl(
-    sent: list[tuple[JobOptions, str]], monkeypatch: pytest.MonkeyPatch
+    sent: list[tuple[JobOptions, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def kds(url: str) -> bytes:
         raise AssertionError(f"the CLI must not fetch {url} itself")
@@ -232,6 +234,7 @@ def test_crl_accept_unavailable_fetches_and_accepts_a_missing_crl(
     assert options.crl is not None
     assert options.crl.mode is CrlMode.ACCEPT_UNAVAILABLE
     assert options.crl.fetch is kds
+    assert "WARNING: --crl-accept-unavailable" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("content", [None, b"not a CRL"], ids=["missing", "garbage"])
