@@ -473,6 +473,10 @@ class JobRuntime:
             _log.error("job %s: attestation %s not accepted: %s", self._job, event.id, exc)
             self._post(ev.PublishFailed())
             return
+        # The job goes on at once (the node names C as soon as it sees the attested line); the
+        # DM relay list follows, off the path to a verified attestation.
+        self._attestation_id = event.id
+        self._post(ev.AttestationPublished())
         try:  # NIP-17: standard clients send only to C's kind-10050 relays; cdvm needs none
             await self._publish(
                 sign_relay_list(
@@ -485,8 +489,6 @@ class JobRuntime:
             )
         except (RelayError, NostrError) as exc:
             _log.warning("job %s: no DM relay list (%s)", self._job, type(exc).__name__)
-        self._attestation_id = event.id
-        self._post(ev.AttestationPublished())
 
     async def _run_input(self, input_id: str) -> None:
         if self._runner is None:  # pragma: no cover - the machine runs only once the model is ready
